@@ -1,0 +1,201 @@
+"""Every setting of a study run, typed, with its unit, in three presets.
+
+`smoke` is for tests (a few hundred images, one or two epochs), `quick` fits
+a 2-core laptop CPU in minutes, and `full` is the study at the original
+notebook's scale or larger, meant for a GPU. `build_config` picks a preset
+and applies the command-line overrides; `to_dict` gives the resolved config
+that goes into results.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PRESETS = ("smoke", "quick", "full")
+
+
+@dataclass(frozen=True)
+class CNNSpace:
+    """Search space of the convolutional network.
+
+    Block i (from 0) has `32 * 2**i * m` filters, m drawn from
+    `filter_multipliers`, so the original's 32*2^i to 256*2^i in steps of
+    32*2^i is m in 1..8.
+    """
+
+    conv_blocks: tuple[int, int] = (1, 3)  # inclusive range
+    convs_per_block: tuple[int, ...] = (1,)
+    filter_multipliers: tuple[int, int] = (1, 8)  # inclusive range
+    batch_norm: tuple[bool, ...] = (False, True)
+    activations: tuple[str, ...] = ("relu", "elu")
+    dense_units: tuple[int, int, int] = (512, 2048, 512)  # min, max, step
+    dropout: tuple[float, float, float] = (0.0, 0.4, 0.1)  # min, max, step
+    optimizers: tuple[str, ...] = ("adam", "sgd")
+    learning_rate: tuple[float, float] = (1e-5, 1e-3)  # log-uniform range
+
+
+@dataclass(frozen=True)
+class ViTSpace:
+    """Search space of the Vision Transformer.
+
+    Patch sizes must divide the image side; the search keeps those that do
+    and fails when none does.
+    """
+
+    patch_sizes: tuple[int, ...] = (4, 8, 16)  # pixels per patch side
+    projection_dims: tuple[int, ...] = (64, 128)
+    heads: tuple[int, ...] = (4, 8)
+    transformer_layers: tuple[int, int, int] = (2, 6, 2)  # min, max, step
+    mlp_depth: tuple[int, int] = (1, 3)  # hidden layers in each block's MLP
+    mlp_dropout: tuple[float, float, float] = (0.1, 0.4, 0.1)
+    head_units: tuple[int, ...] = (2048, 1024)  # classifier MLP after flatten
+    head_dropout: float = 0.5
+    optimizers: tuple[str, ...] = ("adam", "rmsprop")
+    learning_rate: tuple[float, float] = (1e-5, 1e-3)
+    momentum: tuple[float, float, float] = (0.0, 0.9, 0.1)  # RMSprop only
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """How long Hyperband may train, and the guards that stop a trial early."""
+
+    max_epochs: int = 30  # Hyperband's largest per-trial epoch budget
+    factor: int = 3
+    iterations: int = 1
+    batch_size: int = 128
+    train_images: int | None = None  # training images the search fits on; None = all
+    patience: int = 5  # EarlyStopping on val_loss, epochs
+    trial_time_limit_s: float = 600.0  # wall seconds before a trial is stopped
+    not_learning_min_delta: float = 0.02  # training accuracy gain per epoch
+    not_learning_patience: int = 5  # epochs without that gain
+
+
+@dataclass(frozen=True)
+class RefitSettings:
+    """Final training of the best configuration."""
+
+    max_epochs: int = 50
+    patience: int = 15  # EarlyStopping on val_accuracy, epochs
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    search: SearchBudget
+    refit: RefitSettings
+
+
+@dataclass(frozen=True)
+class ExplorationSettings:
+    histogram_bins: int = 256  # one bin per uint8 value
+    filter_widths: tuple[float, ...] = (0.04, 0.08, 0.16)  # cycles per pixel
+    spectrum_images: int = 10  # images in the FFT figure
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    preset: str
+    seed: int = 42
+    train_images: int | None = None  # stratified sample of the train split; None = all
+    test_images: int | None = None  # stratified sample of the test split; None = all
+    validation_fraction: float = 0.1  # of the training sample, stratified
+    cnn_space: CNNSpace = field(default_factory=CNNSpace)
+    vit_space: ViTSpace = field(default_factory=ViTSpace)
+    cnn: ModelSettings = field(
+        default_factory=lambda: ModelSettings(SearchBudget(), RefitSettings())
+    )
+    vit: ModelSettings = field(
+        default_factory=lambda: ModelSettings(
+            SearchBudget(batch_size=512, iterations=2), RefitSettings(max_epochs=100)
+        )
+    )
+    exploration: ExplorationSettings = field(default_factory=ExplorationSettings)
+
+    def model_settings(self, name: str) -> ModelSettings:
+        return {"cnn": self.cnn, "vit": self.vit}[name]
+
+
+def _smoke() -> StudyConfig:
+    # Smoke values: enough to run every code path on a few hundred images.
+    budget = SearchBudget(
+        max_epochs=2, factor=2, batch_size=64, patience=1,
+        trial_time_limit_s=120.0, not_learning_patience=2,
+    )
+    refit = RefitSettings(max_epochs=2, patience=1, batch_size=64)
+    return StudyConfig(
+        preset="smoke",
+        train_images=400,
+        test_images=200,
+        cnn_space=CNNSpace(
+            conv_blocks=(1, 2), filter_multipliers=(1, 1), batch_norm=(True,),
+            activations=("relu",), dense_units=(64, 128, 64),
+            optimizers=("adam",), learning_rate=(1e-3, 3e-3),
+        ),
+        vit_space=ViTSpace(
+            patch_sizes=(8,), projection_dims=(32,), heads=(2,),
+            transformer_layers=(1, 1, 1), mlp_depth=(1, 1), head_units=(64,),
+            optimizers=("adam", "rmsprop"), learning_rate=(1e-3, 3e-3),
+        ),
+        cnn=ModelSettings(budget, refit),
+        vit=ModelSettings(budget, refit),
+        exploration=ExplorationSettings(spectrum_images=4),
+    )
+
+
+def _quick() -> StudyConfig:
+    # Quick values, sized for a 2-core CPU: one fixed CNN width (32/64/128
+    # filters) and one ViT patch size, searched over the cheap settings
+    # (activation, dense width, dropout, learning rate) with a short Hyperband
+    # on 4,000 images, then refits on the whole sample and the full test split.
+    search = SearchBudget(max_epochs=2, factor=2, batch_size=128, train_images=4_000,
+                          patience=2, trial_time_limit_s=60.0, not_learning_patience=2)
+    refit = RefitSettings(max_epochs=12, patience=3, batch_size=128)
+    return StudyConfig(
+        preset="quick",
+        train_images=25_000,
+        test_images=None,
+        cnn_space=CNNSpace(
+            conv_blocks=(3, 3), convs_per_block=(1,), filter_multipliers=(1, 1),
+            batch_norm=(True,), activations=("relu", "elu"),
+            dense_units=(128, 256, 128), dropout=(0.2, 0.4, 0.1),
+            optimizers=("adam",), learning_rate=(1e-3, 3e-3),
+        ),
+        vit_space=ViTSpace(
+            patch_sizes=(8,), projection_dims=(64,), heads=(4, 8),
+            transformer_layers=(2, 2, 1), mlp_depth=(1, 2), mlp_dropout=(0.1, 0.2, 0.1),
+            head_units=(256,), head_dropout=0.3,
+            optimizers=("adam", "rmsprop"), learning_rate=(5e-4, 2e-3),
+        ),
+        cnn=ModelSettings(search, refit),
+        vit=ModelSettings(search, refit),
+    )
+
+
+def _full() -> StudyConfig:
+    # The original notebook's search spaces and budgets on all the data,
+    # with patch sizes cut to those that divide 32.
+    return StudyConfig(preset="full")
+
+
+_BUILDERS = {"smoke": _smoke, "quick": _quick, "full": _full}
+
+
+def build_config(preset: str, seed: int | None = None) -> StudyConfig:
+    """Return the preset's config, with the seed overridden when given."""
+    if preset not in _BUILDERS:
+        raise ValueError(
+            f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}"
+        )
+    config = _BUILDERS[preset]()
+    if seed is not None:
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        config = dataclasses.replace(config, seed=seed)
+    return config
+
+
+def to_dict(config: StudyConfig) -> dict[str, Any]:
+    """Return the config as plain JSON types (tuples become lists)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,104 @@
+"""Test-split metrics from predicted class probabilities (scikit-learn).
+
+`evaluate_predictions` needs only NumPy arrays, so it is tested on toy cases
+without TensorFlow; `evaluate_model` runs a Keras model over the test set.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+from sklearn.metrics import auc, confusion_matrix, log_loss, precision_recall_fscore_support, roc_curve
+
+log = logging.getLogger(__name__)
+
+CURVE_DECIMALS = 5  # rounding of the stored ROC points; plots need no more
+
+
+def roc_analysis(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:
+    """One-vs-rest ROC curves per class, plus micro and macro averages.
+
+    y_true: (N,) int labels; y_score: (N, K) class probabilities.
+    Micro pools every (image, class) decision into one curve. Macro averages
+    the per-class TPRs on the union of their FPR points, then integrates.
+    A class with no positive (or no negative) test image has no ROC curve:
+    its AUC is None and a warning is logged; the averages use the others.
+
+    >>> roc_analysis(np.array([0, 0, 1, 1]), np.array([[.9, .1], [.6, .4], [.65, .35], [.2, .8]]),
+    ...              ["a", "b"])["per_class_auc"]["b"]
+    0.75
+    """
+    k = len(class_names)
+    onehot = np.eye(k, dtype=int)[y_true]
+    curves, aucs = {}, {}
+    for i, name in enumerate(class_names):
+        positives = onehot[:, i].sum()
+        if positives == 0 or positives == len(y_true):
+            log.warning("class %r has %s in the test split; its ROC AUC is undefined",
+                        name, "no images" if positives == 0 else "every image")
+            aucs[name] = None
+            continue
+        fpr, tpr, _ = roc_curve(onehot[:, i], y_score[:, i])
+        curves[name] = (fpr, tpr)
+        aucs[name] = float(auc(fpr, tpr))
+
+    micro_fpr, micro_tpr, _ = roc_curve(onehot.ravel(), y_score.ravel())
+    grid = np.unique(np.concatenate([fpr for fpr, _ in curves.values()]))
+    mean_tpr = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves.values()], axis=0)
+
+    def _points(fpr, tpr):
+        return {"fpr": np.round(fpr, CURVE_DECIMALS).tolist(),
+                "tpr": np.round(tpr, CURVE_DECIMALS).tolist()}
+
+    return {
+        "micro_auc": float(auc(micro_fpr, micro_tpr)),
+        "macro_auc": float(auc(grid, mean_tpr)),
+        "per_class_auc": aucs,
+        "curves": {
+            "micro": _points(micro_fpr, micro_tpr),
+            "macro": _points(grid, mean_tpr),
+            "per_class": {name: _points(*curve) for name, curve in curves.items()},
+        },
+    }
+
+
+def evaluate_predictions(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:
+    """Accuracy, log loss, confusion matrix, per-class scores and ROC from probabilities."""
+    k = len(class_names)
+    labels = np.arange(k)
+    y_pred = y_score.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log_loss warns when a class is absent
+        loss = log_loss(y_true, np.clip(y_score, 1e-7, 1.0), labels=labels)
+    return {
+        "test": {"accuracy": float(np.mean(y_pred == y_true)), "loss": float(loss),
+                 "images": int(len(y_true))},
+        "per_class": [
+            {"class": name, "precision": float(precision[i]), "recall": float(recall[i]),
+             "f1": float(f1[i]), "support": int(support[i])}
+            for i, name in enumerate(class_names)
+        ],
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "roc": roc_analysis(y_true, y_score, class_names),
+    }
+
+
+def evaluate_model(model, test_dataset, y_true: np.ndarray, class_names) -> tuple[dict, np.ndarray]:
+    """Predict the test split with a Keras model; return the metrics and the probabilities."""
+    y_score = np.asarray(model.predict(test_dataset, verbose=0), dtype=np.float64)
+    metrics = evaluate_predictions(y_true, y_score, class_names)
+    keras_loss, keras_accuracy = model.evaluate(test_dataset, verbose=0)
+    # The two routes must agree; a mismatch means the predictions and labels
+    # are out of step (for example, a shuffled test pipeline).
+    if abs(keras_accuracy - metrics["test"]["accuracy"]) > 1e-3:
+        raise RuntimeError(
+            f"Keras test accuracy {keras_accuracy:.4f} differs from the accuracy of the "
+            f"predictions {metrics['test']['accuracy']:.4f}; the test pipeline must not shuffle"
+        )
+    metrics["test"]["loss"] = float(keras_loss)
+    return metrics, y_score

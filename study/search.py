@@ -1,0 +1,249 @@
+"""Hyperband search for one hypermodel, with guards that end bad trials early.
+
+The tuner's state lives under `<run_dir>/search/<name>/`, so running the
+same search again reloads the finished trials and continues instead of
+starting over.
+
+Guards, each a Keras callback added to every trial:
+- EarlyStopping on val_loss (`patience` epochs);
+- a wall-clock limit per trial (`trial_time_limit_s`);
+- a "not learning" stop when training accuracy gains less than
+  `not_learning_min_delta` for `not_learning_patience` epochs;
+- a NaN guard that marks the trial failed; the search goes on.
+Each guard that fires appends one JSON line to `guard_events.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from study.config import SearchBudget
+
+log = logging.getLogger(__name__)
+
+# keras-tuner stops a search after 3 consecutive failed trials by default;
+# a study should lose only the failed trials, so the limit is set out of reach.
+MAX_CONSECUTIVE_FAILED_TRIALS = 1_000_000
+
+
+class SearchError(RuntimeError):
+    """A search finished without any completed trial."""
+
+
+class GuardLog:
+    """Append guard events for one trial to a JSON-lines file."""
+
+    def __init__(self, path: Path, trial_id: str):
+        self.path = Path(path)
+        self.trial_id = trial_id
+
+    def record(self, guard: str, epoch: int, detail: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"trial_id": self.trial_id, "guard": guard,
+                                     "epoch": epoch, "detail": detail}) + "\n")
+
+
+class TrialTimeLimit(keras.callbacks.Callback):
+    """Stop training once a trial has run `seconds` of wall-clock time."""
+
+    def __init__(self, seconds: float, guard_log: GuardLog):
+        super().__init__()
+        self.seconds = seconds
+        self.guard_log = guard_log
+        self._start = 0.0
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.monotonic() - self._start
+        if elapsed > self.seconds and not self.model.stop_training:
+            self.model.stop_training = True
+            self.guard_log.record("time_limit", self._epoch + 1,
+                                  f"stopped after {elapsed:.0f} s (limit {self.seconds:.0f} s)")
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Fail the trial when the training loss becomes NaN or infinite."""
+
+    def __init__(self, guard_log: GuardLog):
+        super().__init__()
+        self.guard_log = guard_log
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.guard_log.record("nan_loss", self._epoch + 1, f"loss {loss} at batch {batch}")
+            raise kt.errors.FailedTrialError(
+                f"training loss became {loss} at epoch {self._epoch + 1}, batch {batch}"
+            )
+
+
+class RecordedEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that records in the guard log when it stops a trial."""
+
+    def __init__(self, guard_name: str, guard_log: GuardLog, **kwargs):
+        super().__init__(**kwargs)
+        self.guard_name = guard_name
+        self.guard_log = guard_log
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        if self.stopped_epoch > 0:
+            self.guard_log.record(self.guard_name, self.stopped_epoch + 1,
+                                  f"no improvement of {self.monitor} for {self.patience} epochs")
+
+
+class StudyHyperband(kt.Hyperband):
+    """Hyperband that adds the guards to each trial and logs one line per trial."""
+
+    def __init__(self, *args, budget: SearchBudget, guard_path: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.budget = budget
+        self.guard_path = Path(guard_path)
+        self._trial_start = 0.0
+
+    def run_trial(self, trial, *args, **kwargs):
+        guard_log = GuardLog(self.guard_path, trial.trial_id)
+        budget = self.budget
+        guards = [
+            RecordedEarlyStopping("val_loss_patience", guard_log, monitor="val_loss",
+                                  patience=budget.patience),
+            RecordedEarlyStopping("not_learning", guard_log, monitor="accuracy",
+                                  min_delta=budget.not_learning_min_delta,
+                                  patience=budget.not_learning_patience),
+            TrialTimeLimit(budget.trial_time_limit_s, guard_log),
+            StopOnNaN(guard_log),
+        ]
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + guards
+        return super().run_trial(trial, *args, **kwargs)
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self._trial_start = time.monotonic()
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        values = trial.hyperparameters.values
+        score = trial.score if trial.score is not None else float("nan")
+        log.info("%s trial %s: %s, val_accuracy %.4f, %d epochs (bracket %s, round %s), %.1f s",
+                 self.project_name, trial.trial_id, trial.status, score,
+                 values.get("tuner/epochs", 0), values.get("tuner/bracket"),
+                 values.get("tuner/round"), time.monotonic() - self._trial_start)
+
+
+def hyperband_trial_count(max_epochs: int, factor: int, iterations: int = 1) -> int:
+    """Number of trials keras-tuner's Hyperband runs when none fails.
+
+    Bracket s (from s_max down to 0) starts with
+    ceil(ceil(1 + log_factor(max_epochs)) / (s + 1) * factor**s) models and
+    keeps ceil(ceil(1 + log_factor(max_epochs)) / (s + 1) * factor**(s - r))
+    in round r; every round's models count as trials.
+    """
+    brackets, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    per_iteration = 0
+    for bracket in range(brackets):
+        for round_num in range(bracket + 1):
+            per_iteration += math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_num))
+    return per_iteration * iterations
+
+
+def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train, validation,
+               run_dir: Path, seed: int) -> tuple[kt.HyperParameters, dict]:
+    """Run (or continue) the Hyperband search; return the best hyperparameters and a summary.
+
+    `train` and `validation` are batched tf.data datasets.
+    """
+    search_dir = Path(run_dir) / "search"
+    tuner = StudyHyperband(
+        hypermodel,
+        objective="val_accuracy",
+        max_epochs=budget.max_epochs,
+        factor=budget.factor,
+        hyperband_iterations=budget.iterations,
+        seed=seed,
+        directory=str(search_dir),
+        project_name=name,
+        overwrite=False,
+        max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
+        budget=budget,
+        guard_path=search_dir / name / "guard_events.jsonl",
+    )
+    expected = hyperband_trial_count(budget.max_epochs, budget.factor, budget.iterations)
+    log.info("%s search: Hyperband, max_epochs %d, factor %d, %d iteration(s), about %d trials",
+             name, budget.max_epochs, budget.factor, budget.iterations, expected)
+    start = time.monotonic()
+    # The pipeline shuffles; Keras's own shuffle flag does nothing for a tf.data input.
+    tuner.search(train, validation_data=validation, shuffle=False, verbose=0)
+    seconds = time.monotonic() - start
+    return _best_and_summary(name, tuner, seconds)
+
+
+def _best_and_summary(name: str, tuner: kt.Tuner, seconds: float) -> tuple[kt.HyperParameters, dict]:
+    trials = list(tuner.oracle.trials.values())
+    completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None
+                 and np.isfinite(t.score)]
+    failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
+    guard_path = tuner.guard_path
+    events = []
+    if guard_path.exists():
+        events = [json.loads(line) for line in guard_path.read_text().splitlines() if line]
+    if not completed:
+        last = failed[-1].message.strip().splitlines()[-1] if failed and failed[-1].message else "none"
+        raise SearchError(
+            f"the {name} search ended with no completed trial ({len(failed)} failed; "
+            f"last error: {last}). A NaN loss calls for a lower learning-rate range; "
+            "other errors are logged above with their trial"
+        )
+    best = max(completed, key=lambda t: t.score)
+    summary = {
+        "trials": len(trials),
+        "completed": len(completed),
+        "failed": len(failed),
+        "stopped_by_guard": len({e["trial_id"] for e in events if e["guard"] != "nan_loss"}),
+        "best_val_accuracy": float(best.score),
+        "best_trial_id": best.trial_id,
+        "seconds": seconds,
+        "trial_records": [_trial_record(t) for t in trials],
+        "guard_events": events,
+    }
+    best_hp = best.hyperparameters.copy()
+    log.info("%s search: %d trials (%d failed), best val_accuracy %.4f (trial %s), %.1f s",
+             name, len(trials), len(failed), best.score, best.trial_id, seconds)
+    return best_hp, summary
+
+
+def _trial_record(trial) -> dict:
+    values = trial.hyperparameters.values
+    return {
+        "trial_id": trial.trial_id,
+        "status": trial.status,
+        "score": float(trial.score) if trial.score is not None else None,
+        "epochs": values.get("tuner/epochs"),
+        "initial_epoch": values.get("tuner/initial_epoch"),
+        "bracket": values.get("tuner/bracket"),
+        "round": values.get("tuner/round"),
+        "parent_trial_id": values.get("tuner/trial_id"),
+        "hyperparameters": {k: v for k, v in values.items() if not k.startswith("tuner/")},
+    }

@@ -1,0 +1,144 @@
+"""Search, refit and evaluate one model: the TensorFlow half of the pipeline.
+
+Each step records its outputs as a stage of the run folder, so a rerun
+skips what is done: a finished search is not repeated, a saved refit model
+is reloaded instead of retrained.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+
+from study.config import StudyConfig
+from study.data import ImageDataset, stratified_indices
+from study.evaluation import evaluate_model
+from study.inputs import make_dataset, validation_split
+from study.models.cnn import CNNHyperModel
+from study.models.vit import ViTHyperModel
+from study.refit import refit
+from study.search import run_search
+
+log = logging.getLogger(__name__)
+# Keras-tuner builds a new model per trial, so TensorFlow's retracing
+# warnings fire by design; they would bury the study's own log lines.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
+# Hyperband promotes a trial by loading its weights into a fresh model whose
+# optimizer has no slots yet; Keras warns that it skips the saved optimizer
+# state, which is expected here.
+warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+
+EVAL_BATCH_SIZE = 512  # images per prediction batch; memory only, no effect on results
+
+
+@dataclass
+class PreparedData:
+    """The training sample split into fit and validation parts, plus the test split."""
+
+    x_fit: np.ndarray
+    y_fit: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    seed: int
+    gpus: list[str]
+
+    @classmethod
+    def from_dataset(cls, dataset: ImageDataset, config: StudyConfig) -> "PreparedData":
+        x_fit, y_fit, x_val, y_val = validation_split(
+            dataset.x_train, dataset.y_train, config.validation_fraction, config.seed
+        )
+        gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+        log.info("preprocessing: %d images to fit, %d to validate, %d to test; GPUs: %s",
+                 len(y_fit), len(y_val), len(dataset.y_test), ", ".join(gpus) or "none")
+        return cls(x_fit, y_fit, x_val, y_val, dataset.x_test, dataset.y_test,
+                   dataset.class_names, dataset.image_shape, config.seed, gpus)
+
+    def fit_dataset(self, batch_size: int, limit: int | None = None):
+        """Shuffled training batches, from a stratified `limit`-image subset when given."""
+        idx = stratified_indices(self.y_fit, limit, self.seed)
+        return make_dataset(self.x_fit[idx], self.y_fit[idx], batch_size, shuffle=True,
+                            seed=self.seed)
+
+    def validation_dataset(self, batch_size: int):
+        return make_dataset(self.x_val, self.y_val, batch_size, shuffle=False, seed=self.seed)
+
+    def test_dataset(self):
+        return make_dataset(self.x_test, self.y_test, EVAL_BATCH_SIZE, shuffle=False,
+                            seed=self.seed)
+
+
+def build_hypermodel(name: str, config: StudyConfig, prepared: PreparedData) -> kt.HyperModel:
+    num_classes = len(prepared.class_names)
+    if name == "cnn":
+        return CNNHyperModel(config.cnn_space, prepared.image_shape, num_classes)
+    if name == "vit":
+        return ViTHyperModel(config.vit_space, prepared.image_shape, num_classes)
+    raise ValueError(f"unknown model {name!r}: choose 'cnn' or 'vit'")
+
+
+def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, run,
+                       timer) -> dict:
+    """Search, refit and evaluate model `name`; return its results.json entry."""
+    settings = config.model_settings(name)
+    hypermodel = build_hypermodel(name, config, prepared)
+
+    with timer.stage(f"search_{name}"):
+        searched = run.load_stage(f"search_{name}")
+        if searched is None:
+            keras.utils.set_random_seed(config.seed)
+            best_hp, summary = run_search(
+                name, hypermodel, settings.search,
+                prepared.fit_dataset(settings.search.batch_size, settings.search.train_images),
+                prepared.validation_dataset(settings.search.batch_size),
+                run.root, config.seed,
+            )
+            searched = {"best_hyperparameters": best_hp.values,
+                        "hyperparameters_config": best_hp.get_config(), "summary": summary}
+            run.save_stage(f"search_{name}", searched)
+    best_hp = kt.HyperParameters.from_config(searched["hyperparameters_config"])
+
+    with timer.stage(f"refit_{name}"):
+        refitted = run.load_stage(f"refit_{name}")
+        if refitted is None:
+            keras.utils.set_random_seed(config.seed)
+            model, refitted = refit(
+                name, hypermodel, best_hp, settings.refit,
+                prepared.fit_dataset(settings.refit.batch_size),
+                prepared.validation_dataset(settings.refit.batch_size), run.root,
+            )
+            refitted["parameters"] = int(model.count_params())
+            run.save_stage(f"refit_{name}", refitted)
+        else:
+            model = keras.models.load_model(run.root / refitted["model_file"])
+
+    with timer.stage(f"evaluation_{name}"):
+        evaluated = run.load_stage(f"evaluation_{name}")
+        if evaluated is None:
+            evaluated, y_score = evaluate_model(model, prepared.test_dataset(), prepared.y_test,
+                                                prepared.class_names)
+            np.savez_compressed(run.root / f"predictions_{name}.npz", y_true=prepared.y_test,
+                                y_score=y_score.astype(np.float32))
+            run.save_stage(f"evaluation_{name}", evaluated)
+        log.info("%s test: accuracy %.4f, loss %.4f, micro AUC %.4f, macro AUC %.4f", name,
+                 evaluated["test"]["accuracy"], evaluated["test"]["loss"],
+                 evaluated["roc"]["micro_auc"], evaluated["roc"]["macro_auc"])
+
+    hyperparameters = {k: v for k, v in searched["best_hyperparameters"].items()
+                       if not k.startswith("tuner/")}
+    return {
+        "parameters": refitted["parameters"],
+        "best_hyperparameters": hyperparameters,
+        "search": {k: v for k, v in searched["summary"].items()},
+        "refit": {k: v for k, v in refitted.items() if k != "parameters"},
+        **evaluated,
+    }

@@ -1,0 +1,53 @@
+import dataclasses
+
+import pytest
+
+from study.config import PRESETS, build_config, to_dict
+from study.pipeline import RunFolder, RunFolderError, _check_manifest
+
+
+def test_presets_build():
+    for preset in PRESETS:
+        assert build_config(preset).preset == preset
+
+
+def test_unknown_preset_named():
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        build_config("huge")
+
+
+def test_negative_seed_rejected():
+    with pytest.raises(ValueError, match="got -1"):
+        build_config("quick", seed=-1)
+
+
+def test_quick_uses_whole_test_split():
+    assert build_config("quick").test_images is None
+
+
+def test_full_covers_original_spaces():
+    config = build_config("full")
+    assert config.cnn_space.conv_blocks == (1, 3)
+    assert config.cnn_space.filter_multipliers == (1, 8)
+    assert config.cnn_space.dense_units == (512, 2048, 512)
+    assert set(config.cnn_space.optimizers) == {"adam", "sgd"}
+    assert set(config.vit_space.optimizers) == {"adam", "rmsprop"}
+    assert config.vit_space.transformer_layers == (2, 6, 2)
+    assert config.cnn.search.max_epochs == 30 and config.vit.search.iterations == 2
+    assert config.train_images is None and config.test_images is None
+
+
+def test_config_dict_is_plain():
+    as_dict = to_dict(build_config("smoke", seed=7))
+    assert as_dict["seed"] == 7
+    assert as_dict["cnn"]["search"]["max_epochs"] == 2
+
+
+def test_changed_config_refused(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke")
+    _check_manifest(run, config, "data.tar.xz")
+    _check_manifest(run, config, "data.tar.xz")  # same config: accepted
+    changed = dataclasses.replace(config, seed=1)
+    with pytest.raises(RunFolderError, match="another --run-dir"):
+        _check_manifest(run, changed, "data.tar.xz")

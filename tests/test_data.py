@@ -1,0 +1,153 @@
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from study.data import DataError, load_dataset, rows_to_images, stratified_indices, subsample
+
+
+def _batch_bytes(data, labels, **extra):
+    return pickle.dumps({b"batch_label": b"x", b"labels": labels, b"data": data,
+                         b"filenames": [b"f"] * len(labels), **extra}, protocol=2)
+
+
+def _write_batches(folder, per_batch=4, classes=(b"cat", b"dog")):
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(1, 3):
+        rows = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        (folder / f"data_batch_{i}").write_bytes(_batch_bytes(rows, [0, 1] * (per_batch // 2)))
+    rows = rng.integers(0, 256, (2, 3072), dtype=np.uint8)
+    (folder / "test_batch").write_bytes(_batch_bytes(rows, [1, 0]))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": list(classes)}))
+    return folder
+
+
+def test_row_layout_red_green_blue_planes():
+    # A 2x2 image: red plane 0..3, green 4..7, blue 8..11, each row-major.
+    row = np.arange(12, dtype=np.uint8).reshape(1, 12)
+    image = rows_to_images(row, side=2)[0]
+    assert image.shape == (2, 2, 3)
+    assert image[0, 0].tolist() == [0, 4, 8]
+    assert image[0, 1].tolist() == [1, 5, 9]
+    assert image[1, 0].tolist() == [2, 6, 10]
+    assert image[1, 1].tolist() == [3, 7, 11]
+
+
+def test_row_length_mismatch_rejected():
+    with pytest.raises(DataError, match="rows of 12 values"):
+        rows_to_images(np.zeros((1, 11), np.uint8), side=2)
+
+
+def test_batches_folder_loads(tmp_path):
+    folder = _write_batches(tmp_path / "cifar-10-batches-py")
+    dataset = load_dataset(tmp_path)  # the parent folder is found too
+    assert dataset.class_names == ("cat", "dog")
+    assert dataset.x_train.shape == (8, 32, 32, 3)
+    assert dataset.x_train.dtype == np.uint8
+    assert dataset.y_test.tolist() == [1, 0]
+    assert load_dataset(folder).x_test.shape == (2, 32, 32, 3)
+
+
+def test_batches_archive_loads(tmp_path):
+    folder = _write_batches(tmp_path / "cifar-10-batches-py")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    dataset = load_dataset(archive)
+    assert dataset.name == "CIFAR-10"
+    assert len(dataset.y_train) == 8
+
+
+def test_pickle_calling_function_refused(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    folder = _write_batches(tmp_path / "batches")
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": Exploit()}))
+    with pytest.raises(DataError, match="refusing to load global builtins.print"):
+        load_dataset(folder)
+
+
+def test_labels_out_of_range_rejected(tmp_path):
+    folder = _write_batches(tmp_path / "batches")
+    rows = np.zeros((2, 3072), np.uint8)
+    (folder / "test_batch").write_bytes(_batch_bytes(rows, [0, 7]))
+    with pytest.raises(DataError, match=r"labels must lie in \[0, 1\]"):
+        load_dataset(folder)
+
+
+def _jpeg(color, size=(8, 8)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _class_tree_archive(path, sizes=None):
+    with tarfile.open(path, "w:gz") as tar:
+        for split, count in (("train", 4), ("test", 2)):
+            for name, color in (("boat", (0, 0, 255)), ("apple", (255, 0, 0))):
+                for i in range(count):
+                    size = (sizes or {}).get((split, name, i), (8, 8))
+                    payload = _jpeg(color, size)
+                    info = tarfile.TarInfo(f"pics/{split}/{name}/{i}.png")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_class_folder_archive_loads(tmp_path):
+    dataset = load_dataset(_class_tree_archive(tmp_path / "pics.tar.gz"))
+    assert dataset.class_names == ("apple", "boat")  # sorted folder names
+    assert dataset.x_train.shape == (8, 8, 8, 3)
+    # Labels follow folder names: apple is red, boat is blue.
+    apple = dataset.x_train[dataset.y_train == 0]
+    assert apple[..., 0].min() == 255 and apple[..., 2].max() == 0
+    assert dataset.name == "pics"
+
+
+def test_odd_sized_image_resized(tmp_path):
+    archive = _class_tree_archive(tmp_path / "p.tar.gz", sizes={("train", "boat", 0): (16, 12)})
+    dataset = load_dataset(archive)
+    assert dataset.x_train.shape[1:] == (8, 8, 3)
+
+
+def test_archive_escape_refused(tmp_path):
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("../train/cat/0.png")
+        payload = _jpeg((1, 2, 3))
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(DataError, match="outside the archive"):
+        load_dataset(archive)
+
+
+def test_missing_path_named(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_plain_file_rejected(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(DataError, match="neither a folder nor a tar archive"):
+        load_dataset(path)
+
+
+def test_stratified_sample_keeps_shares():
+    labels = np.repeat([0, 1, 2, 3], [40, 40, 10, 10])
+    picked = stratified_indices(labels, 50, seed=1)
+    assert len(picked) == 50
+    assert np.bincount(labels[picked]).tolist() == [20, 20, 5, 5]
+    assert picked.tolist() == stratified_indices(labels, 50, seed=1).tolist()
+
+
+def test_subsample_all_when_none(tmp_path):
+    dataset = load_dataset(_class_tree_archive(tmp_path / "pics.tar.gz"))
+    same = subsample(dataset, None, None, seed=0)
+    assert len(same.y_train) == 8 and len(same.y_test) == 4
