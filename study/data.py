@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import pickle
 import tarfile
 from collections import Counter, defaultdict
@@ -28,7 +29,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+# The cache entry and checksum keras.datasets.cifar10.load_data uses (Keras
+# 3.15), so a copy that Keras already downloaded is reused as it is.
+KERAS_CACHE_NAME = "cifar-10-batches-py-target"
+CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CIFAR10_SIDE = 32
 CIFAR10_ROW = 3 * CIFAR10_SIDE * CIFAR10_SIDE  # 1,024 R, then G, then B
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -230,20 +234,39 @@ def _load_cifar_batches_dir(folder: Path) -> ImageDataset:
     return _assemble_batches(files, str(folder))
 
 
-def _load_keras_cifar10(cache_dir: Path | None) -> ImageDataset:
-    import keras  # deferred: only this source needs Keras
+def _keras_cache_root(cache_dir: Path | None) -> Path:
+    # The same default as keras.utils.get_file: $KERAS_HOME, else ~/.keras.
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
 
-    kwargs = {"cache_dir": str(cache_dir)} if cache_dir else {}
-    try:
-        archive = keras.utils.get_file(CIFAR10_ARCHIVE, origin=CIFAR10_URL, **kwargs)
-    except Exception as err:  # get_file wraps every network failure differently
-        raise DataError(
-            f"could not download CIFAR-10 from {CIFAR10_URL} ({err}). Without "
-            "network access, pass local data with --data PATH: a "
-            "cifar-10-batches-py folder, cifar-10-python.tar.gz, or a class-folder "
-            "tree (train/<class>/*, test/<class>/*) as a folder or .tar.gz/.tar.xz"
-        ) from err
-    return _load_archive(Path(archive))
+
+def _load_keras_cifar10(cache_dir: Path | None) -> ImageDataset:
+    extracted = _keras_cache_root(cache_dir) / "datasets" / KERAS_CACHE_NAME
+    batches = _find_cifar_batches_dir(extracted)
+    if batches is None:
+        import keras  # deferred: only the download needs Keras
+
+        log.info("CIFAR-10 not in the Keras cache %s; downloading %s", extracted, CIFAR10_URL)
+        try:
+            folder = keras.utils.get_file(
+                KERAS_CACHE_NAME, origin=CIFAR10_URL, extract=True, file_hash=CIFAR10_SHA256,
+                cache_dir=str(_keras_cache_root(cache_dir)),
+            )
+        except Exception as err:  # get_file raises several types for network failures
+            raise DataError(
+                f"could not download CIFAR-10 from {CIFAR10_URL} ({err}). Without "
+                "network access, pass local data with --data PATH: a "
+                "cifar-10-batches-py folder, cifar-10-python.tar.gz, or a class-folder "
+                "tree (train/<class>/*, test/<class>/*) as a folder or .tar.gz/.tar.xz"
+            ) from err
+        batches = _find_cifar_batches_dir(Path(folder))
+        if batches is None:
+            raise DataError(f"the Keras cache folder {folder} contains no cifar-10-batches-py; "
+                            "delete it to download again, or pass --data")
+    dataset = _load_cifar_batches_dir(batches)
+    dataset.source = f"Keras cache ({batches})"
+    return dataset
 
 
 # --------------------------------------------------------------------------

@@ -151,3 +151,25 @@ def test_subsample_all_when_none(tmp_path):
     dataset = load_dataset(_class_tree_archive(tmp_path / "pics.tar.gz"))
     same = subsample(dataset, None, None, seed=0)
     assert len(same.y_train) == 8 and len(same.y_test) == 4
+
+
+def test_keras_cache_reused(tmp_path):
+    # A folder already extracted where keras.datasets.cifar10 keeps it is read
+    # without any download.
+    target = tmp_path / "datasets" / "cifar-10-batches-py-target"
+    target.mkdir(parents=True)
+    _write_batches(target / "cifar-10-batches-py")
+    dataset = load_dataset(None, cache_dir=tmp_path)
+    assert dataset.class_names == ("cat", "dog")
+    assert dataset.name == "CIFAR-10"
+
+
+def test_offline_download_explains(tmp_path, monkeypatch):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(DataError, match="pass local data with --data PATH"):
+        load_dataset(None, cache_dir=tmp_path)
