@@ -1,0 +1,806 @@
+"""Compute the report's facts and write its sentences and captions from them.
+
+Every comparative word ("higher", "more", "level", "hardest") comes from a
+comparison in this module, made on the values as the report prints them
+(see report.formatting), so a reader who compares the printed numbers
+reaches the same conclusion as the text. Each sentence function takes the
+parsed results.json, or a part of it, and returns plain text: the templates
+escape it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from report import tables
+from report.formatting import (
+    ACCURACY_DECIMALS,
+    format_accuracy,
+    format_count,
+    format_percent,
+    format_points,
+    format_scientific,
+    format_score,
+    format_seconds,
+    format_timestamp,
+    join_words,
+    round_accuracy,
+    round_percent,
+    round_score,
+)
+from report.layout import (
+    CHANNEL_NAMES,
+    FILTER_IMAGES_SHOWN,
+    FOURIER_CHANNEL,
+    FOURIER_IMAGES_SHOWN,
+    confusion_figure_key,
+    figure_keys,
+)
+
+LEVEL_THRESHOLD_POINTS = 0.5  # accuracy gaps below this are reported as level
+MAX_NAMED_CLASSES = 3  # longer lists of tied classes are given as a count
+
+
+def model_items(results: dict) -> list[tuple[str, dict]]:
+    return tables.model_items(results)
+
+
+def the(model: dict) -> str:
+    """Return the model's name as used mid-sentence: "the CNN"."""
+    return f"the {model['label']}"
+
+
+def sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def name_classes(names: list[str]) -> str:
+    """Join class names, or count them when there are more than MAX_NAMED_CLASSES."""
+    if len(names) > MAX_NAMED_CLASSES:
+        return f"{len(names)} classes"
+    return join_words(names)
+
+
+def _leaders(values: dict[str, float], highest: bool = True) -> list[str]:
+    # Names whose value ties for the maximum (or minimum), in input order.
+    if not values:
+        return []
+    target = max(values.values()) if highest else min(values.values())
+    return [name for name, value in values.items() if value == target]
+
+
+# ---- Test accuracy ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccuracyComparison:
+    leader: str  # model key with the highest printed accuracy
+    runner_up: str
+    leader_percent: float  # as printed, e.g. 65.12
+    runner_up_percent: float
+    margin_points: float  # leader_percent - runner_up_percent
+    level: bool  # margin under LEVEL_THRESHOLD_POINTS
+
+
+def compare_accuracy(results: dict) -> AccuracyComparison | None:
+    """Compare the two best test accuracies, or return None with fewer than two models."""
+    printed = {key: round_accuracy(model["test"]["accuracy"])
+               for key, model in model_items(results)}
+    if len(printed) < 2:
+        return None
+    # sorted() is stable, so equal accuracies keep the order of results.json.
+    ranked = sorted(printed, key=printed.get, reverse=True)
+    leader, runner_up = ranked[0], ranked[1]
+    margin = round(printed[leader] - printed[runner_up], ACCURACY_DECIMALS)
+    return AccuracyComparison(
+        leader=leader,
+        runner_up=runner_up,
+        leader_percent=printed[leader],
+        runner_up_percent=printed[runner_up],
+        margin_points=margin,
+        level=margin < LEVEL_THRESHOLD_POINTS,
+    )
+
+
+def winner_sentence(results: dict) -> str:
+    """State which model has the higher test accuracy, or that the two are level."""
+    models = results["models"]
+    comparison = compare_accuracy(results)
+    if comparison is None:
+        (model,) = models.values()
+        return (f"Only {the(model)} was evaluated: its test accuracy is "
+                f"{format_accuracy(model['test']['accuracy'])}.")
+
+    leader, runner_up = models[comparison.leader], models[comparison.runner_up]
+    leader_text = format_accuracy(leader["test"]["accuracy"])
+    runner_up_text = format_accuracy(runner_up["test"]["accuracy"])
+    if comparison.level:
+        return (
+            f"{sentence_case(the(leader))} ({leader_text}) and {the(runner_up)} "
+            f"({runner_up_text}) are level on test accuracy: they differ by "
+            f"{format_points(comparison.margin_points)}, under the "
+            f"{LEVEL_THRESHOLD_POINTS:.1f}-point threshold this report uses to name a winner."
+        )
+    word = "higher" if len(models) == 2 else "highest"
+    return (
+        f"{sentence_case(the(leader))} has the {word} test accuracy, {leader_text} against "
+        f"{runner_up_text} for {the(runner_up)}, a margin of "
+        f"{format_points(comparison.margin_points)}."
+    )
+
+
+def standard_error_points(accuracy: float, images: int) -> float:
+    """Return the binomial standard error of an accuracy, in percentage points."""
+    return 100.0 * math.sqrt(accuracy * (1.0 - accuracy) / images)
+
+
+def uncertainty_sentence(results: dict) -> str:
+    """Give each test accuracy's binomial standard error, with the run's scope."""
+    config = results["config"]
+    parts = []
+    for _, model in model_items(results):
+        images = model["test"].get("images")
+        if images:
+            error = standard_error_points(model["test"]["accuracy"], images)
+            parts.append(f"{error:.1f} for {the(model)} ({format_count(images)} test images)")
+    scope = (f"These results come from one run with seed {config.get('seed')} on the "
+             f"{config.get('preset')} preset.")
+    if not parts:
+        return scope
+    return (f"{scope} The binomial standard error of each test accuracy, in percentage "
+            f"points, is {join_words(parts)}.")
+
+
+# ---- Confusions and per-class difficulty ------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    true_class: str
+    predicted_class: str
+    count: int
+
+
+def most_confused_pairs(matrix: list[list[int]], class_names: list[str]) -> list[ConfusedPair]:
+    """Return the off-diagonal cells with the largest count, all ties, row by row.
+
+    Rows are true classes and columns predicted ones. The list is empty when
+    no image was misclassified.
+    """
+    best, pairs = 0, []
+    for true_index, row in enumerate(matrix):
+        for predicted_index, count in enumerate(row):
+            if true_index == predicted_index or count <= 0:
+                continue
+            pair = ConfusedPair(class_names[true_index], class_names[predicted_index],
+                                int(count))
+            if count > best:
+                best, pairs = count, [pair]
+            elif count == best:
+                pairs.append(pair)
+    return pairs
+
+
+def _pair_text(pair: ConfusedPair) -> str:
+    times = "time" if pair.count == 1 else "times"
+    return f"true {pair.true_class} predicted as {pair.predicted_class}, {pair.count} {times}"
+
+
+def confusion_sentence(model: dict, class_names: list[str]) -> str:
+    """Name the model's most frequent confusion, with any ties."""
+    pairs = most_confused_pairs(model["confusion_matrix"], class_names)
+    if not pairs:
+        return f"{sentence_case(the(model))} misclassified no test image."
+    return (f"The most frequent confusion of {the(model)} is "
+            f"{_pair_text(pairs[0])}{_ties_text(pairs)}.")
+
+
+def _ties_text(pairs: list[ConfusedPair]) -> str:
+    # " (tied with true b as a and 2 more)" when several cells share the maximum.
+    if len(pairs) < 2:
+        return ""
+    others = [f"true {pair.true_class} as {pair.predicted_class}" for pair in pairs[1:4]]
+    more = len(pairs) - 1 - len(others)
+    tail = f" and {more} more" if more else ""
+    return f" (tied with {join_words(others)}{tail})"
+
+
+@dataclass(frozen=True)
+class RecallExtremes:
+    easiest: list[str]  # classes tied for the highest printed recall
+    easiest_recall: float
+    hardest: list[str]  # classes tied for the lowest printed recall
+    hardest_recall: float
+
+
+def recall_extremes(per_class: list[dict]) -> RecallExtremes | None:
+    """Find the classes with the highest and lowest recall.
+
+    Classes without test images (support 0) have no recall and are skipped;
+    None is returned when no class has test images.
+    """
+    recalls = {row["class"]: round_score(row["recall"]) for row in per_class
+               if row.get("support", 1) and row.get("recall") is not None}
+    if not recalls:
+        return None
+    easiest, hardest = _leaders(recalls, highest=True), _leaders(recalls, highest=False)
+    return RecallExtremes(easiest, recalls[easiest[0]], hardest, recalls[hardest[0]])
+
+
+def _classes_phrase(names: list[str], superlative: str, recall: float) -> str:
+    if len(names) == 1:
+        return f"the {superlative} class is {names[0]} (recall {recall:.3f})"
+    if len(names) > MAX_NAMED_CLASSES:
+        return f"{len(names)} classes tie as {superlative} (recall {recall:.3f} each)"
+    return f"the {superlative} classes are {join_words(names)} (recall {recall:.3f} each)"
+
+
+def difficulty_sentence(model: dict) -> str:
+    """Name the easiest and hardest class of a model by recall."""
+    extremes = recall_extremes(model["per_class"])
+    if extremes is None:
+        return f"No class has test images, so {the(model)} has no per-class recall."
+    if extremes.easiest_recall == extremes.hardest_recall:
+        return (f"For {the(model)}, every class has the same recall, "
+                f"{extremes.easiest_recall:.3f}.")
+    return (f"For {the(model)}, "
+            f"{_classes_phrase(extremes.easiest, 'easiest', extremes.easiest_recall)} and "
+            f"{_classes_phrase(extremes.hardest, 'hardest', extremes.hardest_recall)}.")
+
+
+def shared_hardest_sentence(results: dict) -> str | None:
+    """Name the classes that are hardest for every model, or return None if there are none."""
+    sets = []
+    for _, model in model_items(results):
+        extremes = recall_extremes(model["per_class"])
+        if extremes is None:
+            return None
+        sets.append(extremes.hardest)
+    if len(sets) < 2:
+        return None
+    shared = [name for name in sets[0] if all(name in other for other in sets[1:])]
+    if not shared:
+        return None
+    every = "both models" if len(sets) == 2 else "every model"
+    if all(sorted(hardest) == sorted(shared) for hardest in sets):
+        noun = "class" if len(shared) == 1 else "classes"
+        return (f"{sentence_case(every)} have the lowest recall on the same {noun}: "
+                f"{name_classes(shared)}.")
+    # Each model has further classes tied at its lowest recall, so the shared
+    # ones are only part of the picture.
+    if len(shared) == 1:
+        return f"For {every}, {shared[0]} is among the classes with the lowest recall."
+    return f"For {every}, {name_classes(shared)} are among the classes with the lowest recall."
+
+
+def f1_wins(results: dict) -> dict[str, int]:
+    """Count, per model, the classes where its printed F1 is strictly the highest."""
+    wins = {key: 0 for key, _ in model_items(results)}
+    for index in range(len(results["data"]["class_names"])):
+        scores = {key: round_score(model["per_class"][index]["f1"])
+                  for key, model in model_items(results)}
+        leaders = _leaders(scores)
+        if len(leaders) == 1:
+            wins[leaders[0]] += 1
+    return wins
+
+
+def f1_wins_sentence(results: dict) -> str:
+    """Count the classes on which each model has the higher F1."""
+    models = results["models"]
+    classes = len(results["data"]["class_names"])
+    wins = f1_wins(results)
+    parts = [f"{the(models[key])} on {count} of {classes}" for key, count in wins.items()]
+    ties = classes - sum(wins.values())
+    word = "higher" if len(models) == 2 else "highest"
+    text = f"By class, the {word} F1 belongs to {join_words(parts)}"
+    if ties:
+        text += f", with {ties} {'class' if ties == 1 else 'classes'} tied"
+    return text + "."
+
+
+# ---- ROC and AUC ----------------------------------------------------------
+
+
+def _is_defined(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def undefined_auc_classes(model: dict) -> list[str]:
+    return [name for name, auc in model["roc"]["per_class_auc"].items() if not _is_defined(auc)]
+
+
+def auc_sentence(model: dict) -> str:
+    """Give a model's micro- and macro-average AUC, and classes whose AUC is undefined."""
+    roc = model["roc"]
+    text = (f"{sentence_case(the(model))} has a micro-average AUC of "
+            f"{format_score(roc['micro_auc'])} and a macro-average AUC of "
+            f"{format_score(roc['macro_auc'])}.")
+    undefined = undefined_auc_classes(model)
+    if not undefined:
+        return text
+    supports = {row["class"]: row.get("support") for row in model["per_class"]}
+    absent = [name for name in undefined if supports.get(name) == 0]
+    other = [name for name in undefined if name not in absent]
+    if absent:
+        noun = "class" if len(absent) == 1 else "classes"
+        text += (f" The AUC of {noun} {join_words(absent)} is undefined because no test "
+                 f"image belongs to {'it' if len(absent) == 1 else 'them'}.")
+    if other:
+        noun = "class" if len(other) == 1 else "classes"
+        text += f" The AUC of {noun} {join_words(other)} is undefined."
+    return text
+
+
+def auc_comparison_sentence(results: dict) -> str | None:
+    """Name the model with the highest macro-average AUC, or return None with one model."""
+    models = results["models"]
+    # An undefined AUC (None, or NaN in results.json) cannot be ranked.
+    printed = {key: round_score(model["roc"]["macro_auc"]) for key, model in models.items()
+               if _is_defined(model["roc"].get("macro_auc"))}
+    if len(printed) < 2:
+        return None
+    leaders = _leaders(printed)
+    if len(leaders) == len(printed):
+        return (f"All models have the same macro-average AUC to three decimals, "
+                f"{format_score(printed[leaders[0]])}.")
+    if len(leaders) > 1:
+        names = join_words([models[key]["label"] for key in leaders])
+        return (f"{names} share the highest macro-average AUC, "
+                f"{format_score(printed[leaders[0]])}.")
+    others = [f"{format_score(value)} for {the(models[key])}"
+              for key, value in printed.items() if key != leaders[0]]
+    word = "higher" if len(printed) == 2 else "highest"
+    return (f"{sentence_case(the(models[leaders[0]]))} has the {word} macro-average AUC, "
+            f"{format_score(printed[leaders[0]])} against {join_words(others)}.")
+
+
+# ---- Size, search and refit -------------------------------------------------
+
+
+def parameter_sentence(results: dict) -> str:
+    """Compare the parameter counts of the models."""
+    models = model_items(results)
+    counts = {key: int(model["parameters"]) for key, model in models}
+    listed = join_words([f"{format_count(counts[key])} for {the(model)}" for key, model in models])
+    if len(models) < 2:
+        return f"Parameters: {listed}."
+    largest = _leaders(counts)
+    smallest = _leaders(counts, highest=False)
+    if len(largest) == len(models):
+        return f"The models have the same number of parameters: {listed}."
+    text = f"Parameters: {listed}."
+    if len(largest) == 1 and len(smallest) == 1 and counts[smallest[0]] > 0:
+        ratio = counts[largest[0]] / counts[smallest[0]]
+        big, small = results["models"][largest[0]], results["models"][smallest[0]]
+        text += (f" {sentence_case(the(big))} has {ratio:.2f} times as many parameters as "
+                 f"{the(small)}.")
+    return text
+
+
+def search_sentence(model: dict) -> str:
+    """Summarise a model's Hyperband search: trials, their outcomes and the best trial."""
+    search = model["search"]
+    outcomes = []
+    for field, words in (("completed", "completed"), ("failed", "failed"),
+                         ("stopped_by_guard", "stopped by a guard")):
+        if search.get(field) is not None:
+            outcomes.append(f"{search[field]} {words}")
+    text = (f"The search for {the(model)} ran {format_count(search.get('trials'), 'n/a')} "
+            f"trials in {format_seconds(search.get('seconds'))}")
+    text += f" ({join_words(outcomes)})." if outcomes else "."
+    if search.get("best_val_accuracy") is not None:
+        trial = search.get("best_trial_id")
+        trial_text = f" ({trial})" if trial is not None else ""
+        text += (f" The best trial{trial_text} reached a validation accuracy of "
+                 f"{format_accuracy(search['best_val_accuracy'])}.")
+    return text
+
+
+def refit_sentence(model: dict, refit_config: dict) -> str:
+    """Describe a model's refit: epochs run, the best epoch and its validation accuracy."""
+    refit = model["refit"]
+    limit = refit_config.get("max_epochs")
+    limit_text = f" of at most {limit}" if limit is not None else ""
+    text = (f"The refit of {the(model)} ran {refit['epochs_run']}{limit_text} epochs, and "
+            f"its validation accuracy peaked at epoch {refit['best_epoch']}")
+    best = refit.get("best_val_accuracy")
+    if best is None:
+        return text + "."
+    text += f" with {format_accuracy(best)}."
+    searched = model["search"].get("best_val_accuracy")
+    if searched is not None:
+        refit_printed, search_printed = round_accuracy(best), round_accuracy(searched)
+        if refit_printed > search_printed:
+            relation = "higher than"
+        elif refit_printed < search_printed:
+            relation = "lower than"
+        else:
+            relation = "equal to"
+        text += (f" That is {relation} the {format_accuracy(searched)} of the best search "
+                 f"trial.")
+    return text
+
+
+def _search_and_refit_seconds(results: dict, key: str) -> float:
+    # The stage timings, which the reproducibility table lists, when present.
+    stages = results["timings"].get("stages", {})
+    if f"search_{key}" in stages and f"refit_{key}" in stages:
+        return float(stages[f"search_{key}"]) + float(stages[f"refit_{key}"])
+    model = results["models"][key]
+    return float(model["search"].get("seconds") or 0.0) + float(model["refit"].get("seconds")
+                                                                 or 0.0)
+
+
+def time_sentence(results: dict) -> str:
+    """Give each model's search plus refit wall time, naming the longer one."""
+    models = model_items(results)
+    totals = {key: round(_search_and_refit_seconds(results, key), 1) for key, _ in models}
+    listed = join_words([f"{format_seconds(totals[key])} for {the(model)}"
+                         for key, model in models])
+    text = f"Search and refit took {listed}"
+    longest = _leaders(totals)
+    if len(models) >= 2 and len(longest) == 1:
+        word = "longer" if len(models) == 2 else "longest"
+        text += f", so {the(results['models'][longest[0]])} took {word}"
+    return text + "."
+
+
+# ---- Data and exploration -----------------------------------------------------
+
+
+def _share_range(balance: list[dict], field: str, split_words: str) -> str:
+    shares = {entry["class"]: round_percent(entry[field]) for entry in balance}
+    highest, lowest = _leaders(shares), _leaders(shares, highest=False)
+    if shares[highest[0]] == shares[lowest[0]]:
+        return f"every class has {format_percent(shares[highest[0]] / 100)} of the {split_words}"
+    return (f"shares of the {split_words} range from "
+            f"{format_percent(shares[lowest[0]] / 100)} ({name_classes(lowest)}) to "
+            f"{format_percent(shares[highest[0]] / 100)} ({name_classes(highest)})")
+
+
+def balance_sentence(results: dict) -> str:
+    """Give the smallest and largest class share in the training and test splits."""
+    balance = results["exploration"]["class_balance"]
+    train = _share_range(balance, "train_share", "training images")
+    test = _share_range(balance, "test_share", "test images")
+    return f"{sentence_case(train)}, and {test}."
+
+
+def saturation_by_channel(results: dict) -> dict[str, float]:
+    channels = results["exploration"]["pixels"]["channels"]
+    return {name: stats["saturated_share"] for name, stats in channels.items()}
+
+
+def saturation_fact(results: dict) -> str:
+    """State the channel with the largest share of saturated values, e.g. "2.40% of ..."."""
+    shares = {name: round_percent(share) for name, share in saturation_by_channel(results).items()}
+    top = _leaders(shares)
+    if len(top) == len(shares):
+        return f"{format_percent(shares[top[0]] / 100)} of the values in every channel are 255"
+    names = join_words(top)
+    return f"{format_percent(shares[top[0]] / 100)} of {names} values are 255, the largest share"
+
+
+def pixel_sentence(results: dict) -> str:
+    """Summarise channel means and the shares of saturated and zero values."""
+    channels = results["exploration"]["pixels"]["channels"]
+    means = {name: round(stats["mean"], 1) for name, stats in channels.items()}
+    mean_text = join_words([f"{value:.1f} ({name})" for name, value in means.items()])
+    saturated = join_words([f"{format_percent(stats['saturated_share'])} of {name}"
+                            for name, stats in channels.items()])
+    zero = join_words([f"{format_percent(stats['zero_share'])} of {name}"
+                       for name, stats in channels.items()])
+    text = (f"Mean pixel values are {mean_text} on the 0-255 scale. "
+            f"The value 255 makes up {saturated} values, and 0 makes up {zero} values.")
+    lowest = _leaders(means, highest=False)
+    if len(lowest) == 1 and len(means) > 1:
+        text += f" The {lowest[0]} channel has the lowest mean."
+    return text
+
+
+def fourier_sentence(results: dict) -> str:
+    """Report the reconstruction error of the inverse transform."""
+    error = float(results["exploration"]["fourier"]["reconstruction_max_abs_error"])
+    text = (f"Inverting the transform gives back each image with a largest absolute error "
+            f"of {format_scientific(error)} on the 0-255 scale")
+    if error < 0.5:
+        text += ", less than half a grey level, so rounding restores every pixel exactly"
+    return text + "."
+
+
+def energy_sentence(results: dict) -> str:
+    """Give the share of spectral energy each filter width keeps."""
+    fourier = results["exploration"]["fourier"]
+    parts = [
+        f"at width {width:g} the low-pass keeps {format_percent(low)} and the high-pass "
+        f"{format_percent(high)}"
+        for width, low, high in zip(fourier["filter_widths"], fourier["low_pass_energy_kept"],
+                                    fourier["high_pass_energy_kept"])
+    ]
+    if not parts:
+        return "No filter widths were configured."
+    return f"Of the images' spectral energy, {join_words(parts)}."
+
+
+# ---- Captions ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureView:
+    key: str
+    number: int
+    src: str  # relative to the site root
+    caption: str  # text after "Figure N."
+    alt: str
+
+
+def _spectrum_count(results: dict) -> int:
+    samples = results["exploration"].get("samples", {})
+    if "spectrum_labels" in samples:
+        return len(samples["spectrum_labels"])
+    return int(results["config"].get("exploration", {}).get("spectrum_images", 0))
+
+
+def _widths_text(results: dict) -> str:
+    widths = results["exploration"]["fourier"]["filter_widths"]
+    return join_words([f"{width:g}" for width in widths])
+
+
+def _figure_texts(results: dict) -> dict[str, tuple[str, str]]:
+    # Figure key -> (caption, alt text). Captions state a computed fact each.
+    models = model_items(results)
+    class_names = results["data"]["class_names"]
+    fourier = results["exploration"]["fourier"]
+    spectrum = _spectrum_count(results)
+    shown = min(spectrum, FILTER_IMAGES_SHOWN)
+    channel = CHANNEL_NAMES[FOURIER_CHANNEL]
+    texts = {
+        "class_balance": (
+            f"Share of each class among the training and test images. "
+            f"{sentence_case(_share_range(results['exploration']['class_balance'], 'train_share', 'training images'))}.",
+            "Bar chart of the share of each class in the training and test images.",
+        ),
+        "pixel_histograms": (
+            f"Number of pixels at each value from 0 to 255, per colour channel. "
+            f"{sentence_case(saturation_fact(results))}.",
+            "Line chart of pixel value counts for the red, green and blue channels.",
+        ),
+        "samples": (
+            "One image per class, titled with its class name.",
+            f"Grid of {len(class_names)} sample images, one per class.",
+        ),
+        "fourier": (
+            f"Discrete Fourier transform of {min(spectrum, FOURIER_IMAGES_SHOWN)} images. "
+            f"Rows: the image, the "
+            f"log-amplitude spectrum (centred, {channel} channel), the phase ({channel} "
+            f"channel, -pi to pi) and the image rebuilt by the inverse transform. "
+            f"Largest reconstruction error: "
+            f"{format_scientific(fourier['reconstruction_max_abs_error'])}.",
+            "Grid of images with their amplitude spectra, phase maps and reconstructions.",
+        ),
+        "low_pass": (
+            f"Gaussian low-pass filtering of {shown} images at widths {_widths_text(results)} "
+            f"cycles per pixel, one row per width, below the originals. "
+            + _energy_fact(fourier, "low_pass_energy_kept", "low-pass"),
+            "Grid of low-pass filtered images, one row per filter width.",
+        ),
+        "high_pass": (
+            f"Gaussian high-pass filtering of the same {shown} images at widths "
+            f"{_widths_text(results)} cycles per pixel. Each filtered image is rescaled so "
+            f"that 0 is mid-grey and its largest absolute value reaches the end of the "
+            f"display range. "
+            + _energy_fact(fourier, "high_pass_energy_kept", "high-pass"),
+            "Grid of high-pass filtered images, one row per filter width, shown on a "
+            "rescaled grey range.",
+        ),
+        "learning_curves": (
+            "Accuracy and loss per epoch of the refit, training against validation. The "
+            "dashed line marks the best epoch: "
+            + join_words([f"{model['label']} epoch {model['refit']['best_epoch']} of "
+                          f"{model['refit']['epochs_run']}" for _, model in models]) + ".",
+            "Line charts of training and validation accuracy and loss per epoch for each model.",
+        ),
+        "roc": (
+            "One-vs-rest ROC curves on the test images, one panel per model. The thick "
+            "dashed curve is the micro-average and the thick dotted one the macro-average. "
+            "Micro/macro AUC: "
+            + join_words([f"{model['label']} {format_score(model['roc']['micro_auc'])}/"
+                          f"{format_score(model['roc']['macro_auc'])}"
+                          for _, model in models]) + ".",
+            "ROC curves per class with micro- and macro-average curves, one panel per model.",
+        ),
+        "per_class_f1": (
+            f"F1 score per class on the test images. {f1_wins_sentence(results)}",
+            "Horizontal bar chart comparing the F1 score of each class across models.",
+        ),
+    }
+    for key, model in models:
+        pairs = most_confused_pairs(model["confusion_matrix"], class_names)
+        fact = (f"Most frequent confusion: {_pair_text(pairs[0])}{_ties_text(pairs)}."
+                if pairs else "No test image was misclassified.")
+        images = model["test"].get("images")
+        images_text = f" {format_count(images)}" if images else ""
+        texts[confusion_figure_key(key)] = (
+            f"Confusion matrix of {the(model)} on the{images_text} test images, rows true "
+            f"class, columns predicted class. {fact}",
+            f"Heat map of the {model['label']} confusion matrix with counts in each cell.",
+        )
+    return texts
+
+
+def _energy_fact(fourier: dict, field: str, name: str) -> str:
+    kept = fourier.get(field) or []
+    if not kept:
+        return ""
+    widths = fourier["filter_widths"]
+    return (f"The {name} keeps {format_percent(kept[0])} of the spectral energy at width "
+            f"{widths[0]:g} and {format_percent(kept[-1])} at {widths[-1]:g}.")
+
+
+def number_figures(results: dict, figures: dict[str, str]) -> dict[str, FigureView]:
+    """Number the drawn figures in report order and attach their captions.
+
+    `figures` maps figure key to its path relative to the site root. Keys
+    missing from it are left out, and the numbering closes the gap.
+    """
+    texts = _figure_texts(results)
+    numbered: dict[str, FigureView] = {}
+    for key in figure_keys([key for key, _ in model_items(results)]):
+        if key not in figures:
+            continue
+        caption, alt = texts[key]
+        numbered[key] = FigureView(key, len(numbered) + 1, figures[key], caption, alt)
+    return numbered
+
+
+# ---- Tables -----------------------------------------------------------------
+
+
+def _table_views(results: dict) -> list[tables.TableView]:
+    # In the order the tables appear in the report.
+    models = model_items(results)
+    views = [tables.class_balance_table(results), tables.pixel_channels_table(results),
+             tables.fourier_energy_table(results)]
+    views += [tables.search_space_table(results, key) for key, _ in models]
+    views += [tables.search_settings_table(results), tables.search_outcome_table(results)]
+    views += [tables.best_hyperparameters_table(results, key) for key, _ in models]
+    views += [tables.refit_settings_table(results), tables.refit_outcome_table(results),
+              tables.test_table(results), tables.per_class_table(results),
+              tables.per_class_auc_table(results), tables.environment_table(results),
+              tables.packages_table(results), tables.timings_table(results)]
+    return views
+
+
+def _table_captions(results: dict) -> dict[str, str]:
+    data = results["data"]
+    timings = results["timings"]
+    captions = {
+        "class_balance": "Images per class in the training and test splits.",
+        "pixel_channels": "Pixel statistics per channel on the 0-255 scale.",
+        "fourier_energy": "Share of the images' spectral energy kept by each Gaussian filter.",
+        "search_settings": "Hyperband settings per model.",
+        "search_outcome": "Outcome of the Hyperband search per model.",
+        "refit_settings": "Refit settings per model.",
+        "refit_outcome": "Outcome of the refit per model.",
+        "test": (f"Test results on the held-out test split "
+                 f"({format_count(data['used'].get('test'))} images)."),
+        "per_class": "Precision, recall and F1 per class on the test images.",
+        "per_class_auc": ("One-vs-rest AUC per class on the test images. It is undefined "
+                          "for a class with no test images."),
+        "environment": "Run settings and hardware.",
+        "packages": "Package versions recorded by the run.",
+        "timings": (f"Wall time per stage, {format_seconds(timings.get('total_seconds'))} "
+                    f"in total."),
+    }
+    for key, model in model_items(results):
+        captions[f"search_space_{key}"] = (
+            f"Search space of {the(model)} as the run's config stores it. Depending on the "
+            f"entry, a list holds either the choices or the bounds (minimum, maximum and, "
+            f"for some entries, the step).")
+        captions[f"best_hyperparameters_{key}"] = (
+            f"Best hyperparameters of {the(model)} found by the search.")
+    return captions
+
+
+def number_tables(results: dict) -> dict[str, tables.TableView]:
+    """Build every table, numbered in report order and captioned."""
+    captions = _table_captions(results)
+    return {
+        view.key: dataclasses.replace(view, number=index, caption=captions[view.key])
+        for index, view in enumerate(_table_views(results), start=1)
+    }
+
+
+# ---- Context ------------------------------------------------------------------
+
+
+def abstract_sentences(results: dict) -> list[str]:
+    """Write the abstract: data, protocol, both test accuracies and the winner."""
+    data, config = results["data"], results["config"]
+    models = model_items(results)
+    names = join_words([the(model) for _, model in models])
+    used = data["used"]
+    return [
+        f"This report compares {names} on {data['name']}.",
+        (f"Each model was tuned with a Hyperband search, refit on "
+         f"{format_count(used.get('train'))} training images with "
+         f"{format_count(used.get('validation'))} held out for validation, and evaluated "
+         f"once on {format_count(used.get('test'))} test images "
+         f"(preset {config.get('preset')}, seed {config.get('seed')})."),
+        winner_sentence(results),
+    ]
+
+
+def conclusion_sentences(results: dict) -> list[str]:
+    """Collect the conclusions, each a fact computed from the results."""
+    sentences = [winner_sentence(results)]
+    auc = auc_comparison_sentence(results)
+    if auc:
+        sentences.append(auc)
+    sentences.append(parameter_sentence(results))
+    sentences.append(time_sentence(results))
+    shared = shared_hardest_sentence(results)
+    if shared:
+        sentences.append(shared)
+    else:
+        sentences.extend(difficulty_sentence(model) for _, model in model_items(results))
+    sentences.append(uncertainty_sentence(results))
+    return sentences
+
+
+def build_context(results: dict, figures: dict[str, str]) -> dict:
+    """Assemble everything the templates print: facts, sentences, figures and tables.
+
+    `figures` maps figure key (see report.layout.figure_keys) to the PNG's
+    path relative to the site root.
+    """
+    data, config = results["data"], results["config"]
+    class_names = data["class_names"]
+    models = []
+    for key, model in model_items(results):
+        models.append({
+            "key": key,
+            "label": model["label"],
+            "accuracy": format_accuracy(model["test"]["accuracy"]),
+            "search": search_sentence(model),
+            "refit": refit_sentence(model, config.get(key, {}).get("refit", {})),
+            "confusion": confusion_sentence(model, class_names),
+            "difficulty": difficulty_sentence(model),
+            "auc": auc_sentence(model),
+        })
+
+    shape = data.get("image_shape") or []
+    return {
+        "title": results.get("title", "Study report"),
+        "created": format_timestamp(results.get("created", "unknown")),
+        "dataset": data["name"],
+        "source": data.get("source") or "unknown",
+        "class_count": len(class_names),
+        "image_size": " x ".join(str(side) for side in shape),
+        "available": {split: format_count(count) for split, count in
+                      data.get("available", {}).items()},
+        "used": {split: format_count(count) for split, count in data["used"].items()},
+        "preset": config.get("preset", "n/a"),
+        "seed": config.get("seed", "n/a"),
+        "train_images_setting": format_count(config.get("train_images")),
+        "test_images_setting": format_count(config.get("test_images")),
+        "validation_percent": format_percent(config.get("validation_fraction", 0.0), 0),
+        "models": models,
+        "abstract": abstract_sentences(results),
+        "winner": winner_sentence(results),
+        "balance": balance_sentence(results),
+        "pixels": pixel_sentence(results),
+        "fourier": fourier_sentence(results),
+        "energy": energy_sentence(results),
+        "parameters": parameter_sentence(results),
+        "auc_comparison": auc_comparison_sentence(results),
+        "f1_wins": f1_wins_sentence(results),
+        "uncertainty": uncertainty_sentence(results),
+        "conclusions": conclusion_sentences(results),
+        "total_time": format_seconds(results["timings"].get("total_seconds")),
+        "figures": number_figures(results, figures),
+        "tables": number_tables(results),
+    }

@@ -1,0 +1,292 @@
+"""Build the report's tables as headers and formatted cells.
+
+Each builder takes the parsed results.json and returns a `TableView` with
+every cell already formatted, so the templates only loop. Numbers and
+captions are set later by `narrative.build_context`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from report.formatting import (
+    format_accuracy,
+    format_count,
+    format_percent,
+    format_score,
+    format_seconds,
+    format_timestamp,
+    format_value,
+    humanize_key,
+)
+
+
+@dataclass(frozen=True)
+class TableView:
+    key: str
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: list[bool]  # per column: True right-aligns the cells
+    groups: list[tuple[str, int]] = field(default_factory=list)  # (label, column span)
+    number: int = 0
+    caption: str = ""
+
+
+def model_items(results: dict) -> list[tuple[str, dict]]:
+    """Return (key, model) pairs in the order results.json lists them."""
+    return list(results["models"].items())
+
+
+def class_balance_table(results: dict) -> TableView:
+    rows = [
+        [entry["class"], format_count(entry["train_count"]),
+         format_percent(entry["train_share"]), format_count(entry["test_count"]),
+         format_percent(entry["test_share"])]
+        for entry in results["exploration"]["class_balance"]
+    ]
+    return TableView(
+        key="class_balance",
+        headers=["Class", "Training images", "Training share", "Test images", "Test share"],
+        rows=rows,
+        numeric=[False, True, True, True, True],
+    )
+
+
+def pixel_channels_table(results: dict) -> TableView:
+    rows = []
+    for channel, stats in results["exploration"]["pixels"]["channels"].items():
+        rows.append([
+            channel.capitalize(), f"{stats['mean']:.1f}", f"{stats['std']:.1f}",
+            format_percent(stats["zero_share"]), format_percent(stats["saturated_share"]),
+        ])
+    return TableView(
+        key="pixel_channels",
+        headers=["Channel", "Mean", "Standard deviation", "Share at 0", "Share at 255"],
+        rows=rows,
+        numeric=[False, True, True, True, True],
+    )
+
+
+def fourier_energy_table(results: dict) -> TableView:
+    fourier = results["exploration"]["fourier"]
+    rows = [
+        [f"{width:g}", format_percent(low), format_percent(high)]
+        for width, low, high in zip(fourier["filter_widths"], fourier["low_pass_energy_kept"],
+                                    fourier["high_pass_energy_kept"])
+    ]
+    return TableView(
+        key="fourier_energy",
+        headers=["Width (cycles per pixel)", "Low-pass keeps", "High-pass keeps"],
+        rows=rows,
+        numeric=[True, True, True],
+    )
+
+
+def search_space_table(results: dict, model_key: str) -> TableView:
+    space = results["config"].get(f"{model_key}_space", {})
+    rows = [[humanize_key(name), format_value(value)] for name, value in space.items()]
+    return TableView(
+        key=f"search_space_{model_key}",
+        headers=["Hyperparameter", "Values in the config"],
+        rows=rows,
+        numeric=[False, False],
+    )
+
+
+def _settings_table(results: dict, section: str, key: str) -> TableView:
+    models = model_items(results)
+    settings = {model_key: results["config"].get(model_key, {}).get(section, {})
+                for model_key, _ in models}
+    names: list[str] = []
+    for values in settings.values():
+        names.extend(name for name in values if name not in names)
+    rows = []
+    for name in names:
+        cells = []
+        for model_key, _ in models:
+            value = settings[model_key].get(name)
+            # An image count of None means the whole training sample.
+            cells.append("all" if value is None and name.endswith("images")
+                         else format_value(value))
+        rows.append([humanize_key(name)] + cells)
+    return TableView(
+        key=key,
+        headers=["Setting"] + [model["label"] for _, model in models],
+        rows=rows,
+        numeric=[False] + [True] * len(models),
+    )
+
+
+def search_settings_table(results: dict) -> TableView:
+    return _settings_table(results, "search", "search_settings")
+
+
+def refit_settings_table(results: dict) -> TableView:
+    return _settings_table(results, "refit", "refit_settings")
+
+
+def search_outcome_table(results: dict) -> TableView:
+    models = model_items(results)
+    fields = [
+        ("Trials", lambda m: format_count(m["search"].get("trials"), "n/a")),
+        ("Completed", lambda m: format_count(m["search"].get("completed"), "n/a")),
+        ("Failed", lambda m: format_count(m["search"].get("failed"), "n/a")),
+        ("Stopped by a guard", lambda m: format_count(m["search"].get("stopped_by_guard"),
+                                                      "n/a")),
+        ("Best trial", lambda m: str(m["search"].get("best_trial_id", "n/a"))),
+        ("Best validation accuracy",
+         lambda m: format_accuracy(m["search"].get("best_val_accuracy"))),
+        ("Search time", lambda m: format_seconds(m["search"].get("seconds"))),
+        ("Parameters of the best model", lambda m: format_count(m.get("parameters"), "n/a")),
+    ]
+    rows = [[name] + [cell(model) for _, model in models] for name, cell in fields]
+    return TableView(
+        key="search_outcome",
+        headers=["Search outcome"] + [model["label"] for _, model in models],
+        rows=rows,
+        numeric=[False] + [True] * len(models),
+    )
+
+
+def best_hyperparameters_table(results: dict, model_key: str) -> TableView:
+    chosen = results["models"][model_key]["best_hyperparameters"]
+    return TableView(
+        key=f"best_hyperparameters_{model_key}",
+        headers=["Hyperparameter", "Chosen value"],
+        rows=[[humanize_key(name), format_value(value)] for name, value in chosen.items()],
+        numeric=[False, True],
+    )
+
+
+def refit_outcome_table(results: dict) -> TableView:
+    models = model_items(results)
+    fields = [
+        ("Epochs run", lambda m: format_count(m["refit"]["epochs_run"], "n/a")),
+        ("Best epoch", lambda m: format_count(m["refit"]["best_epoch"], "n/a")),
+        ("Best validation accuracy",
+         lambda m: format_accuracy(m["refit"].get("best_val_accuracy"))),
+        ("Refit time", lambda m: format_seconds(m["refit"].get("seconds"))),
+    ]
+    rows = [[name] + [cell(model) for _, model in models] for name, cell in fields]
+    return TableView(
+        key="refit_outcome",
+        headers=["Refit outcome"] + [model["label"] for _, model in models],
+        rows=rows,
+        numeric=[False] + [True] * len(models),
+    )
+
+
+def test_table(results: dict) -> TableView:
+    rows = []
+    for _, model in model_items(results):
+        test, roc = model["test"], model["roc"]
+        rows.append([
+            model["label"], format_accuracy(test["accuracy"]), f"{test['loss']:.3f}",
+            format_count(test.get("images"), "n/a"), format_score(roc["micro_auc"]),
+            format_score(roc["macro_auc"]),
+        ])
+    return TableView(
+        key="test",
+        headers=["Model", "Test accuracy", "Test loss", "Test images", "Micro-average AUC",
+                 "Macro-average AUC"],
+        rows=rows,
+        numeric=[False, True, True, True, True, True],
+    )
+
+
+def per_class_table(results: dict) -> TableView:
+    models = model_items(results)
+    class_names = results["data"]["class_names"]
+    rows = []
+    for index, name in enumerate(class_names):
+        support = models[0][1]["per_class"][index].get("support")
+        row = [name, format_count(support, "n/a")]
+        for _, model in models:
+            scores = model["per_class"][index]
+            row += [format_score(scores["precision"]), format_score(scores["recall"]),
+                    format_score(scores["f1"])]
+        rows.append(row)
+    return TableView(
+        key="per_class",
+        headers=["Class", "Test images"] + ["Precision", "Recall", "F1"] * len(models),
+        rows=rows,
+        numeric=[False, True] + [True] * 3 * len(models),
+        groups=[("", 2)] + [(model["label"], 3) for _, model in models],
+    )
+
+
+def per_class_auc_table(results: dict) -> TableView:
+    models = model_items(results)
+    rows = [
+        [name] + [format_score(model["roc"]["per_class_auc"].get(name)) for _, model in models]
+        for name in results["data"]["class_names"]
+    ]
+    return TableView(
+        key="per_class_auc",
+        headers=["Class"] + [f"{model['label']} AUC" for _, model in models],
+        rows=rows,
+        numeric=[False] + [True] * len(models),
+    )
+
+
+def _gpu_text(gpus: list) -> str:
+    if not gpus:
+        return "none"
+    names = []
+    for gpu in gpus:
+        if isinstance(gpu, dict):
+            names.append(str(gpu.get("name") or gpu.get("device_name") or format_value(gpu)))
+        else:
+            names.append(str(gpu))
+    return ", ".join(names)
+
+
+def environment_table(results: dict) -> TableView:
+    config, environment = results["config"], results["environment"]
+    rows = [
+        ["Preset", str(config.get("preset", "n/a"))],
+        ["Seed", str(config.get("seed", "n/a"))],
+        ["Run created", format_timestamp(results.get("created", "n/a"))],
+        ["Python", str(environment.get("python", "n/a"))],
+        ["Platform", str(environment.get("platform", "n/a"))],
+        ["Processor", str(environment.get("processor") or "n/a")],
+        ["CPU cores", format_count(environment.get("cpu_count"), "n/a")],
+        ["GPUs", _gpu_text(environment.get("gpus") or [])],
+    ]
+    return TableView(key="environment", headers=["Item", "Value"], rows=rows,
+                     numeric=[False, False])
+
+
+def packages_table(results: dict) -> TableView:
+    packages = results["environment"].get("packages", {})
+    return TableView(
+        key="packages",
+        headers=["Package", "Version"],
+        rows=[[name, str(version)] for name, version in sorted(packages.items())],
+        numeric=[False, False],
+    )
+
+
+def _stage_name(stage: str, labels: dict[str, str]) -> str:
+    # "search_cnn" -> "Search (CNN)" when the suffix is a model key.
+    prefix, _, suffix = stage.rpartition("_")
+    if prefix and suffix in labels:
+        return f"{humanize_key(prefix).capitalize()} ({labels[suffix]})"
+    return humanize_key(stage).capitalize()
+
+
+def timings_table(results: dict) -> TableView:
+    timings = results["timings"]
+    total = timings.get("total_seconds")
+    labels = {key: model["label"] for key, model in model_items(results)}
+    rows = []
+    for stage, seconds in timings.get("stages", {}).items():
+        share = format_percent(seconds / total, 1) if total else "n/a"
+        rows.append([_stage_name(stage, labels), format_seconds(seconds), share])
+    rows.append(["Total", format_seconds(total), format_percent(1.0, 1) if total else "n/a"])
+    return TableView(
+        key="timings",
+        headers=["Stage", "Wall time", "Share of total"],
+        rows=rows,
+        numeric=[False, True, True],
+    )

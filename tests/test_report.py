@@ -1,0 +1,500 @@
+"""Tests of the report half: narrative facts, figures, and the rendered site and PDF.
+
+Fast and TensorFlow-free: the run folders come from tests/report_fixture.py.
+PDF checks read the text with pdftotext (poppler-utils) and are skipped
+when it is not installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import markupsafe
+import pytest
+
+from report_fixture import make_run_dir
+
+from report import figures, narrative, render
+from report.formatting import format_accuracy, format_timestamp
+from report.run_folder import RunFolderError, load_run
+
+SECTION_TITLES = ("Data", "Exploration", "Preprocessing", "Models and search", "Refit",
+                  "Evaluation", "Conclusions", "Reproducibility")
+HOSTILE_CLASS = '<b>"cat"&'
+CLASS_NAMES = ("airplane", HOSTILE_CLASS, "dog $x$", "_ship")
+ACCURACIES = {"cnn": 0.6512, "vit": 0.5830}
+
+needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None,
+                                     reason="pdftotext (poppler-utils) is not installed")
+
+
+# ---- Hand-made results --------------------------------------------------------
+
+
+def _model(label: str, accuracy: float, **extra) -> dict:
+    return {"label": label, "test": {"accuracy": accuracy, "images": 10000}, **extra}
+
+
+def _two_models(cnn: float, vit: float) -> dict:
+    return {"models": {"cnn": _model("CNN", cnn), "vit": _model("ViT", vit)}}
+
+
+def _per_class(recalls: dict[str, float], supports: dict[str, int] | None = None) -> list:
+    supports = supports or {}
+    return [{"class": name, "precision": 0.5, "recall": recall, "f1": 0.5,
+             "support": supports.get(name, 100)} for name, recall in recalls.items()]
+
+
+# ---- Winner and margin --------------------------------------------------------
+
+
+def test_winner_names_leader_and_margin():
+    sentence = narrative.winner_sentence(_two_models(0.6512, 0.5830))
+    assert sentence.startswith("The CNN has the higher test accuracy")
+    assert "65.1%" in sentence
+    assert "58.3%" in sentence
+    assert "6.8 percentage points" in sentence
+
+
+def test_winner_when_second_model_leads():
+    comparison = narrative.compare_accuracy(_two_models(0.41, 0.47))
+    assert comparison.leader == "vit"
+    assert comparison.runner_up == "cnn"
+    assert comparison.margin_points == 6.0
+    assert not comparison.level
+
+
+def test_winner_level_under_threshold():
+    sentence = narrative.winner_sentence(_two_models(0.6512, 0.6470))
+    assert "are level on test accuracy" in sentence
+    assert "0.4 percentage points" in sentence
+    assert "higher" not in sentence
+
+
+def test_winner_margin_at_threshold_not_level():
+    # 65.5 - 65.0 is exactly the threshold once printed, so a winner is named.
+    comparison = narrative.compare_accuracy(_two_models(0.6550, 0.6500))
+    assert comparison.margin_points == 0.5
+    assert not comparison.level
+
+
+def test_winner_equal_accuracies_level():
+    sentence = narrative.winner_sentence(_two_models(0.6, 0.6))
+    assert "are level" in sentence
+    assert "0.0 percentage points" in sentence
+
+
+def test_winner_single_model():
+    results = {"models": {"cnn": _model("CNN", 0.7)}}
+    assert narrative.compare_accuracy(results) is None
+    assert narrative.winner_sentence(results) == (
+        "Only the CNN was evaluated: its test accuracy is 70.0%.")
+
+
+# ---- Confusions and difficulty ------------------------------------------------
+
+
+def test_confused_pair_3x3():
+    # Off-diagonal maximum is row b (true), column a (predicted): 7.
+    matrix = [[5, 1, 0],
+              [7, 4, 2],
+              [0, 3, 9]]
+    pairs = narrative.most_confused_pairs(matrix, ["a", "b", "c"])
+    assert pairs == [narrative.ConfusedPair("b", "a", 7)]
+    sentence = narrative.confusion_sentence({"label": "CNN", "confusion_matrix": matrix},
+                                            ["a", "b", "c"])
+    assert sentence == "The most frequent confusion of the CNN is true b predicted as a, 7 times."
+
+
+def test_confused_pair_ties_listed():
+    matrix = [[5, 2, 0],
+              [2, 5, 0],
+              [0, 1, 5]]
+    pairs = narrative.most_confused_pairs(matrix, ["a", "b", "c"])
+    assert [(p.true_class, p.predicted_class) for p in pairs] == [("a", "b"), ("b", "a")]
+    sentence = narrative.confusion_sentence({"label": "ViT", "confusion_matrix": matrix},
+                                            ["a", "b", "c"])
+    assert "tied with true b as a" in sentence
+
+
+def test_confused_pair_none_when_diagonal():
+    matrix = [[3, 0], [0, 4]]
+    assert narrative.most_confused_pairs(matrix, ["a", "b"]) == []
+    sentence = narrative.confusion_sentence({"label": "CNN", "confusion_matrix": matrix},
+                                            ["a", "b"])
+    assert sentence == "The CNN misclassified no test image."
+
+
+def test_recall_extremes_easiest_hardest():
+    extremes = narrative.recall_extremes(_per_class({"a": 0.8, "b": 0.3, "c": 0.6}))
+    assert extremes.easiest == ["a"]
+    assert extremes.hardest == ["b"]
+    sentence = narrative.difficulty_sentence(
+        {"label": "CNN", "per_class": _per_class({"a": 0.8, "b": 0.3, "c": 0.6})})
+    assert sentence == ("For the CNN, the easiest class is a (recall 0.800) and the hardest "
+                        "class is b (recall 0.300).")
+
+
+def test_recall_extremes_skip_absent_class():
+    per_class = _per_class({"a": 0.8, "b": 0.0, "c": 0.6}, supports={"b": 0})
+    extremes = narrative.recall_extremes(per_class)
+    assert extremes.hardest == ["c"]
+
+
+def test_recall_extremes_ties():
+    extremes = narrative.recall_extremes(_per_class({"a": 0.5, "b": 0.9, "c": 0.5}))
+    assert extremes.hardest == ["a", "c"]
+    sentence = narrative.difficulty_sentence(
+        {"label": "CNN", "per_class": _per_class({"a": 0.5, "b": 0.9, "c": 0.5})})
+    assert "the hardest classes are a and c (recall 0.500 each)" in sentence
+
+
+def test_recall_all_equal_sentence():
+    sentence = narrative.difficulty_sentence(
+        {"label": "CNN", "per_class": _per_class({"a": 0.5, "b": 0.5})})
+    assert sentence == "For the CNN, every class has the same recall, 0.500."
+
+
+def test_shared_hardest_identical_sets():
+    results = {"models": {
+        "cnn": {"label": "CNN", "per_class": _per_class({"a": 0.2, "b": 0.9, "c": 0.2})},
+        "vit": {"label": "ViT", "per_class": _per_class({"a": 0.1, "b": 0.5, "c": 0.1})},
+    }}
+    assert narrative.shared_hardest_sentence(results) == (
+        "Both models have the lowest recall on the same classes: a and c.")
+
+
+def test_shared_hardest_partial_overlap():
+    results = {"models": {
+        "cnn": {"label": "CNN", "per_class": _per_class({"a": 0.0, "b": 0.0, "c": 0.4})},
+        "vit": {"label": "ViT", "per_class": _per_class({"a": 0.0, "b": 0.3, "c": 0.4})},
+    }}
+    assert narrative.shared_hardest_sentence(results) == (
+        "For both models, a is among the classes with the lowest recall.")
+
+
+# ---- Other facts ------------------------------------------------------------------
+
+
+def _fixture_results(tmp_path: Path, **options) -> dict:
+    run_dir = make_run_dir(tmp_path / "run", **options)
+    return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+
+
+def test_auc_undefined_for_absent_class(tmp_path):
+    results = _fixture_results(tmp_path, class_names=("a", "b", "c"),
+                               null_auc_classes=("b",))
+    model = results["models"]["cnn"]
+    model["per_class"][1]["support"] = 0
+    assert "The AUC of class b is undefined because no test image belongs to it." in (
+        narrative.auc_sentence(model))
+    table = narrative.number_tables(results)["per_class_auc"]
+    assert table.rows[1][1] == "undefined"
+
+
+def test_auc_comparison_names_higher(tmp_path):
+    results = _fixture_results(tmp_path)
+    results["models"]["cnn"]["roc"]["macro_auc"] = 0.91
+    results["models"]["vit"]["roc"]["macro_auc"] = 0.9304
+    assert narrative.auc_comparison_sentence(results) == (
+        "The ViT has the higher macro-average AUC, 0.930 against 0.910 for the CNN.")
+    results["models"]["vit"]["roc"]["macro_auc"] = 0.9104
+    assert "same macro-average AUC" in narrative.auc_comparison_sentence(results)
+    results["models"]["vit"]["roc"]["macro_auc"] = float("nan")
+    assert narrative.auc_comparison_sentence(results) is None
+
+
+def test_balance_sentence_min_max(tmp_path):
+    results = _fixture_results(tmp_path, class_names=("a", "b", "c", "d"))
+    sentence = narrative.balance_sentence(results)
+    # The fixture gives the first class 3 extra training images: 43 of 163.
+    assert sentence.startswith("Shares of the training images range from 24.54% (b, c and d) "
+                               "to 26.38% (a)")
+    assert sentence.endswith("every class has 25.00% of the test images.")
+
+
+def test_saturation_fact_names_channel(tmp_path):
+    results = _fixture_results(tmp_path)
+    channels = results["exploration"]["pixels"]["channels"]
+    channels["red"]["saturated_share"] = 0.024
+    channels["green"]["saturated_share"] = 0.01
+    channels["blue"]["saturated_share"] = 0.002
+    assert narrative.saturation_fact(results) == "2.40% of red values are 255, the largest share"
+
+
+def test_fourier_sentence_rounding_claim(tmp_path):
+    results = _fixture_results(tmp_path)
+    assert "rounding restores every pixel exactly" in narrative.fourier_sentence(results)
+    results["exploration"]["fourier"]["reconstruction_max_abs_error"] = 0.7
+    assert "rounding" not in narrative.fourier_sentence(results)
+
+
+def test_parameter_sentence_ratio(tmp_path):
+    results = _fixture_results(tmp_path)
+    results["models"]["cnn"]["parameters"] = 100_000
+    results["models"]["vit"]["parameters"] = 250_000
+    assert narrative.parameter_sentence(results) == (
+        "Parameters: 100,000 for the CNN and 250,000 for the ViT. The ViT has 2.50 times as "
+        "many parameters as the CNN.")
+
+
+def test_figures_numbered_in_order(tmp_path):
+    results = _fixture_results(tmp_path)
+    paths = {"roc": "figures/roc.png", "class_balance": "figures/class_balance.png",
+             "confusion_vit": "figures/confusion_vit.png"}
+    numbered = narrative.number_figures(results, paths)
+    assert [view.key for view in numbered.values()] == ["class_balance", "confusion_vit", "roc"]
+    assert [view.number for view in numbered.values()] == [1, 2, 3]
+    assert "Micro/macro AUC: CNN" in numbered["roc"].caption
+
+
+def test_captions_state_facts(tmp_path):
+    results = _fixture_results(tmp_path)
+    keys = ["fourier", "pixel_histograms", "confusion_cnn"]
+    numbered = narrative.number_figures(results, {key: f"figures/{key}.png" for key in keys})
+    assert "Largest reconstruction error: 2.1e-13." in numbered["fourier"].caption
+    assert "values are 255" in numbered["pixel_histograms"].caption
+    assert "Most frequent confusion: true" in numbered["confusion_cnn"].caption
+
+
+# ---- Run folder -------------------------------------------------------------------
+
+
+def test_run_folder_missing_results(tmp_path):
+    with pytest.raises(RunFolderError, match="missing results.json"):
+        load_run(tmp_path)
+
+
+def test_run_folder_wrong_schema_version(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    results["schema_version"] = 2
+    (run_dir / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    with pytest.raises(RunFolderError, match="schema_version 2"):
+        load_run(run_dir)
+
+
+def test_run_folder_bad_matrix_shape(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b", "c"))
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    results["models"]["vit"]["confusion_matrix"] = [[1, 0], [0, 1]]
+    (run_dir / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    with pytest.raises(RunFolderError, match="models.vit.confusion_matrix"):
+        load_run(run_dir)
+
+
+def test_run_folder_best_epoch_zero(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    results["models"]["cnn"]["refit"]["best_epoch"] = 0
+    (run_dir / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    with pytest.raises(RunFolderError, match="best_epoch is 0"):
+        load_run(run_dir)
+
+
+def test_timestamp_format_utc():
+    assert format_timestamp("2026-12-04T21:10:00+01:00") == "2026-12-04 20:10 UTC"
+    assert format_timestamp("not a date") == "not a date"
+
+
+# ---- Figures ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("classes", [2, 20])
+def test_figures_any_class_count(tmp_path, classes):
+    names = tuple(f"class {index} with a long name" for index in range(classes))
+    run = load_run(make_run_dir(tmp_path / "run", class_names=names, spectrum_images=12))
+    written = figures.draw_figures(run.results, run.arrays, tmp_path / "site")
+    assert len(written) == 11
+    for relative in written.values():
+        assert (tmp_path / "site" / relative).stat().st_size > 1000
+
+
+# ---- Rendered site and PDF ------------------------------------------------------
+
+
+class _ImageSources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+
+
+def _pdf_text(pdf: Path) -> str:
+    completed = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
+                               capture_output=True, text=True)
+    return completed.stdout
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Render the fixture once into a folder that already contains an older site."""
+    root = tmp_path_factory.mktemp("render")
+    run_dir = make_run_dir(root / "run", class_names=CLASS_NAMES, accuracies=ACCURACIES,
+                           null_auc_classes=("_ship",))
+    out_dir = root / "site"
+    (out_dir / "figures").mkdir(parents=True)
+    (out_dir / "figures" / "stale.png").write_bytes(b"old")
+    (out_dir / "CNAME").write_text("report.example.org\n", encoding="utf-8")
+    paths = render.render_report(run_dir, out_dir)
+    return {"root": root, "run_dir": run_dir, "out_dir": out_dir, "paths": paths,
+            "html": paths["site"].read_text(encoding="utf-8")}
+
+
+def test_render_returns_paths(rendered):
+    out_dir = rendered["out_dir"]
+    assert rendered["paths"] == {"site": out_dir / "index.html", "pdf": out_dir / "study.pdf",
+                                 "results": out_dir / "results.json"}
+    for path in rendered["paths"].values():
+        assert path.is_file()
+
+
+def test_render_images_exist(rendered):
+    parser = _ImageSources()
+    parser.feed(rendered["html"])
+    assert len(parser.images) == 11
+    for image in parser.images:
+        assert image["alt"]
+        assert not image["src"].startswith(("/", "http:", "https:", "file:"))
+        assert (rendered["out_dir"] / image["src"]).is_file(), image["src"]
+
+
+def test_render_escapes_class_names(rendered):
+    html = rendered["html"]
+    assert str(markupsafe.escape(HOSTILE_CLASS)) in html
+    assert HOSTILE_CLASS not in html
+    assert "<b>" not in html
+
+
+def test_render_no_external_links(rendered):
+    assert "http://" not in rendered["html"]
+    assert "https://" not in rendered["html"]
+    assert 'href="study.pdf"' in rendered["html"]
+    assert 'href="results.json"' in rendered["html"]
+
+
+def test_render_numbers_in_order(rendered):
+    html = rendered["html"]
+    for label in ("Figure", "Table"):
+        numbers = [int(number) for number in re.findall(rf"{label} (\d+)\.</span>", html)]
+        assert numbers == list(range(1, len(numbers) + 1)), label
+        assert numbers, label
+
+
+def test_render_undefined_auc_shown(rendered):
+    assert "undefined" in rendered["html"]
+
+
+def test_render_copies_results(rendered):
+    copied = rendered["paths"]["results"].read_bytes()
+    assert copied == (rendered["run_dir"] / "results.json").read_bytes()
+
+
+def test_render_replaces_old_site(rendered):
+    out_dir = rendered["out_dir"]
+    assert not (out_dir / "figures" / "stale.png").exists()
+    assert (out_dir / "CNAME").read_text(encoding="utf-8") == "report.example.org\n"
+    assert (out_dir / ".nojekyll").is_file()
+    leftovers = [entry.name for entry in rendered["root"].iterdir()
+                 if entry.name.startswith(".site.")]
+    assert leftovers == []
+
+
+@needs_pdftotext
+def test_pdf_pages_and_titles(rendered):
+    text = _pdf_text(rendered["paths"]["pdf"])
+    assert text.count("\f") >= 3
+    for title in SECTION_TITLES:
+        assert re.search(rf"^\s*{re.escape(title)}\s*$", text, re.MULTILINE), title
+    assert "CNN versus Vision Transformer on" in text
+
+
+@needs_pdftotext
+def test_pdf_shows_accuracies(rendered):
+    text = _pdf_text(rendered["paths"]["pdf"])
+    for accuracy in ACCURACIES.values():
+        assert format_accuracy(accuracy) in text
+    assert "Page 2 of" in text
+
+
+@needs_pdftotext
+def test_pdf_letter_page_size(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    paths = render.render_report(run_dir, tmp_path / "site", page_size="Letter")
+    info = subprocess.run(["pdfinfo", str(paths["pdf"])], capture_output=True, text=True,
+                          check=True).stdout
+    assert "612 x 792 pts" in info
+
+
+def test_render_rejects_page_size(tmp_path):
+    with pytest.raises(ValueError, match="page size 'A3'"):
+        render.render_report(tmp_path / "run", tmp_path / "site", page_size="A3")
+
+
+def test_render_failure_keeps_old_site(tmp_path, monkeypatch):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b", "c"))
+    out_dir = tmp_path / "site"
+    out_dir.mkdir()
+    (out_dir / "index.html").write_text("previous site", encoding="utf-8")
+    (out_dir / ".nojekyll").touch()
+
+    def broken_plot(*args, **kwargs):
+        raise RuntimeError("plot failed")
+
+    monkeypatch.setattr(figures, "plot_roc", broken_plot)
+    with pytest.raises(RuntimeError, match="plot failed"):
+        render.render_report(run_dir, out_dir)
+
+    assert sorted(entry.name for entry in out_dir.iterdir()) == [".nojekyll", "index.html"]
+    assert (out_dir / "index.html").read_text(encoding="utf-8") == "previous site"
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["run", "site"]
+
+
+def test_render_refuses_foreign_files(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    out_dir = tmp_path / "site"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(render.OutputFolderError, match="notes.txt"):
+        render.render_report(run_dir, out_dir)
+    assert (out_dir / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["run", "site"]
+
+
+def test_output_check_force_allows_foreign(tmp_path):
+    out_dir = tmp_path / "site"
+    out_dir.mkdir()
+    (out_dir / "page-1.png").write_bytes(b"old")
+    with pytest.raises(render.OutputFolderError, match="page-1.png"):
+        render.check_output_folder(tmp_path / "run", out_dir)
+    render.check_output_folder(tmp_path / "run", out_dir, force=True)
+
+
+def test_render_refuses_run_folder_as_output(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    with pytest.raises(render.OutputFolderError, match="contains the run folder"):
+        render.render_report(run_dir, tmp_path)
+
+
+def test_cli_missing_run_folder(tmp_path, caplog):
+    code = render.main([str(tmp_path / "absent"), str(tmp_path / "site")])
+    assert code == 2
+    assert "run folder not found" in caplog.text
+    assert not (tmp_path / "site").exists()
+
+
+def test_context_is_deep_copy_safe(tmp_path):
+    # build_context must not modify the results it reads.
+    results = _fixture_results(tmp_path)
+    before = copy.deepcopy(results)
+    narrative.build_context(results, {})
+    assert results == before
