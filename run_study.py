@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="site", type=Path, metavar="DIR",
                         help="folder of the publishable site: index.html, figures/, "
                              "study.pdf, results.json")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out even when it contains files the report does "
+                             "not write (they are deleted)")
     parser.add_argument("--run-dir", default=None, type=Path, metavar="DIR",
                         help="folder for tuner state, models, logs and results.json "
                              "(default: runs/<preset>/); a rerun continues from it")
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.run_dir)
 
+    from report.render import OutputFolderError
     from study.data import DataError
     from study.pipeline import RunFolderError, run_study
     from study.search import SearchError
@@ -87,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("preset %s, seed %d, run folder %s, site %s",
              config.preset, config.seed, args.run_dir, args.out)
     try:
-        results = run_study(config, args.data, args.run_dir, args.out)
-    except (DataError, RunFolderError, SearchError) as err:
+        results = run_study(config, args.data, args.run_dir, args.out, force_out=args.force)
+    except (DataError, RunFolderError, SearchError, OutputFolderError) as err:
         log.error("%s", err)
         return 1
     log.info("study finished in %.1f s", time.monotonic() - start)

@@ -742,11 +742,13 @@ def conclusion_sentences(results: dict) -> list[str]:
         sentences.append(auc)
     sentences.append(parameter_sentence(results))
     sentences.append(time_sentence(results))
+    class_names = results["data"]["class_names"]
+    for _, model in model_items(results):
+        sentences.append(difficulty_sentence(model))
+        sentences.append(confusion_sentence(model, class_names))
     shared = shared_hardest_sentence(results)
     if shared:
         sentences.append(shared)
-    else:
-        sentences.extend(difficulty_sentence(model) for _, model in model_items(results))
     sentences.append(uncertainty_sentence(results))
     return sentences
 

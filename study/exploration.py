@@ -34,7 +34,7 @@ def class_balance(y_train: np.ndarray, y_test: np.ndarray,
 
 def pixel_statistics(images: np.ndarray) -> dict:
     """Per-channel histogram over the 256 uint8 values, with mean, std and clipping shares."""
-    stats = {"bins": 256, "counts": {}, "channels": {}}
+    stats = {"bins": 256, "images": int(len(images)), "counts": {}, "channels": {}}
     for c, name in enumerate(CHANNELS):
         values = images[..., c]
         counts = np.bincount(values.ravel(), minlength=256)
@@ -71,7 +71,7 @@ def explore(dataset: ImageDataset, settings: ExplorationSettings) -> tuple[dict,
 
     numbers = {
         "class_balance": class_balance(dataset.y_train, dataset.y_test, dataset.class_names),
-        "pixels": pixel_statistics(dataset.x_train),
+        "pixels": {"split": "train", **pixel_statistics(dataset.x_train)},
         "fourier": {
             "reconstruction_max_abs_error": float(np.abs(reconstruction - spectrum_images).max()),
             "filter_widths": widths.tolist(),

@@ -54,20 +54,24 @@ class RunFolder:
 
 
 def config_hash(config: StudyConfig, data_path: str | None) -> str:
-    payload = json.dumps({"config": to_dict(config), "data": data_path}, sort_keys=True)
+    data = str(Path(data_path).expanduser().resolve()) if data_path else None
+    payload = json.dumps({"config": to_dict(config), "data": data}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _check_manifest(run: RunFolder, config: StudyConfig, data_path: str | None) -> None:
     manifest = run.root / "manifest.json"
     digest = config_hash(config, data_path)
-    if manifest.exists():
+    stages = run.root / "stages"
+    finished = sorted(p.stem for p in stages.glob("*.json")) if stages.exists() else []
+    if manifest.exists() and finished:
         recorded = json.loads(manifest.read_text())
         if recorded.get("config_hash") != digest:
             raise RunFolderError(
                 f"run folder {run.root} holds a study with another config or data "
                 f"(hash {recorded.get('config_hash')}, now {digest}); its trials must "
-                "not be mixed with this one. Pass another --run-dir, or delete that folder"
+                f"not be mixed with this one (finished stages: {', '.join(finished)}). "
+                "Pass another --run-dir, or delete that folder"
             )
         return
     run.root.mkdir(parents=True, exist_ok=True)
@@ -91,7 +95,7 @@ class StageTimer:
 
 
 def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
-              out_dir: Path | None) -> dict:
+              out_dir: Path | None, *, force_out: bool = False) -> dict:
     """Run every stage, write results.json, render the site and PDF into `out_dir`.
 
     Returns the results dict. With `out_dir` None the report is not rendered.
@@ -99,6 +103,11 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
     started = time.monotonic()
     run = RunFolder(Path(run_dir))
     _check_manifest(run, config, data_path)
+    if out_dir is not None:
+        from report.render import check_output_folder
+
+        # Checked before training, so a bad --out never costs a finished study.
+        check_output_folder(run.root.resolve(), Path(out_dir).resolve(), force=force_out)
     timer = StageTimer()
 
     with timer.stage("data"):
@@ -154,5 +163,5 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         from report.render import render_report
 
         with timer.stage("report"):
-            render_report(run.root, Path(out_dir))
+            render_report(run.root, Path(out_dir), force=force_out)
     return results

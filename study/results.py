@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -42,12 +43,24 @@ def validate(results: dict) -> None:
         lookup(results, key)
 
 
+def _finite_or_none(value: Any) -> Any:
+    # JSON has no NaN: browsers' JSON.parse rejects it, so undefined numbers
+    # are written as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
 def write_results(path: Path, results: dict) -> None:
-    """Write JSON to a temporary file, then rename it over `path`."""
+    """Write strict JSON (NaN and infinities as null) to a temporary file, then rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1, allow_nan=True))
+    tmp.write_text(json.dumps(_finite_or_none(results), indent=1, allow_nan=False))
     os.replace(tmp, path)
 
 

@@ -33,8 +33,10 @@ def test_full_covers_original_spaces():
     assert set(config.cnn_space.optimizers) == {"adam", "sgd"}
     assert set(config.vit_space.optimizers) == {"adam", "rmsprop"}
     assert config.vit_space.transformer_layers == (2, 6, 2)
-    assert config.cnn.search.max_epochs == 30 and config.vit.search.iterations == 2
-    assert config.train_images is None and config.test_images is None
+    assert config.cnn.search.max_epochs == 30
+    assert config.vit.search.iterations == 2
+    assert config.train_images is None
+    assert config.test_images is None
 
 
 def test_config_dict_is_plain():
@@ -48,6 +50,17 @@ def test_changed_config_refused(tmp_path):
     config = build_config("smoke")
     _check_manifest(run, config, "data.tar.xz")
     _check_manifest(run, config, "data.tar.xz")  # same config: accepted
+    # Before any stage finishes, another config simply takes the folder over.
+    _check_manifest(run, dataclasses.replace(config, seed=5), "data.tar.xz")
+    _check_manifest(run, config, "data.tar.xz")
+    run.save_stage("exploration", {})
     changed = dataclasses.replace(config, seed=1)
     with pytest.raises(RunFolderError, match="another --run-dir"):
         _check_manifest(run, changed, "data.tar.xz")
+
+
+def test_results_nan_written_as_null(tmp_path):
+    from study.results import read_results, write_results
+
+    write_results(tmp_path / "results.json", {"auc": {"cat": float("nan"), "dog": 0.5}})
+    assert read_results(tmp_path / "results.json") == {"auc": {"cat": None, "dog": 0.5}}
