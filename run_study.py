@@ -73,7 +73,7 @@ def setup_logging(run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Quiet TensorFlow's C++ start-up banner; our own log says what matters.
+    # Quiet TensorFlow's C++ start-up banner, because the study's own log reports the stages.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config = build_config(args.preset, args.seed)

@@ -1,8 +1,8 @@
 """Every setting of a study run, typed, with its unit, in three presets.
 
 `smoke` is for tests (a few hundred images, one or two epochs), `quick` fits
-a 2-core laptop CPU in minutes, and `full` is the study at the original
-notebook's scale or larger, meant for a GPU. `build_config` picks a preset
+a 2-core laptop CPU in minutes, and `full` is the study at the scale of
+the 2024 CIFAR-10 notebook it reproduces, or larger, meant for a GPU. `build_config` picks a preset
 and applies the command-line overrides; `to_dict` gives the resolved config
 that goes into results.json.
 """
@@ -21,7 +21,7 @@ class CNNSpace:
     """Search space of the convolutional network.
 
     Block i (from 0) has `32 * 2**i * m` filters, m drawn from
-    `filter_multipliers`, so the original's 32*2^i to 256*2^i in steps of
+    `filter_multipliers`, so the notebook's 32*2^i to 256*2^i in steps of
     32*2^i is m in 1..8.
     """
 
@@ -145,10 +145,10 @@ def _smoke() -> StudyConfig:
 
 
 def _quick() -> StudyConfig:
-    # Quick values, sized for a 2-core CPU: one fixed CNN width (32/64/128
-    # filters) and one ViT patch size, searched over the cheap settings
-    # (activation, dense width, dropout, learning rate) with a short Hyperband
-    # on 4,000 images, then refits on the whole sample and the full test split.
+    # Quick values, sized for a 2-core CPU. The CNN width (32/64/128 filters)
+    # and the ViT patch size are fixed, and a short Hyperband on 4,000 images
+    # searches the cheap settings (activation, dense width, dropout, learning
+    # rate). The refits use the whole sample, and the test split is complete.
     search = SearchBudget(max_epochs=2, factor=2, batch_size=128, train_images=4_000,
                           patience=2, trial_time_limit_s=60.0, not_learning_patience=2)
     refit = RefitSettings(max_epochs=12, patience=3, batch_size=128)
@@ -174,7 +174,7 @@ def _quick() -> StudyConfig:
 
 
 def _full() -> StudyConfig:
-    # The original notebook's search spaces and budgets on all the data,
+    # The notebook's search spaces and budgets on all the data,
     # with patch sizes cut to those that divide 32.
     return StudyConfig(preset="full")
 

@@ -59,7 +59,7 @@ class ImageDataset:
 
     @property
     def name(self) -> str:
-        """A display name: CIFAR-10 when the source says so, else the file or folder name."""
+        """A display name: CIFAR-10 when the source is named so, else the file or folder name."""
         stem = Path(self.source).name
         for suffix in (".tar.gz", ".tar.xz", ".tgz", ".tar"):
             stem = stem.removesuffix(suffix)
@@ -81,14 +81,14 @@ class ImageDataset:
 
 
 def validate_split(name: str, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
-    """Raise DataError unless x is (N, H, W, 3) uint8 and y holds N labels in range."""
+    """Raise DataError unless x is (N, H, W, 3) uint8 and y has N labels in range."""
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise DataError(
             f"{name} images must be an (N, H, W, 3) uint8 array, "
             f"got shape {x.shape} and dtype {x.dtype}"
         )
     if len(x) == 0:
-        raise DataError(f"the {name} split holds no images")
+        raise DataError(f"the {name} split contains no images")
     if y.shape != (len(x),):
         raise DataError(f"{name} has {len(x)} images but labels of shape {y.shape}")
     if y.min() < 0 or y.max() >= num_classes:
@@ -163,7 +163,7 @@ def load_pickle_bytes(payload: bytes, name: str) -> dict:
 def rows_to_images(rows: np.ndarray, side: int = CIFAR10_SIDE) -> np.ndarray:
     """Turn CIFAR rows of 3*side*side values into (N, side, side, 3) images.
 
-    Each row holds the red plane, then green, then blue, each row-major, so
+    Each row is the red plane, then green, then blue, each row-major, so
     a row reshapes to (3, side, side) and the channel axis moves last.
 
     >>> rows_to_images(np.arange(12, dtype=np.uint8).reshape(1, 12), side=2)[0, 0, 1]
@@ -359,6 +359,7 @@ def _images_from_tree(grouped: dict, source: str) -> ImageDataset:
         )
     if not grouped["test"]:
         raise DataError(f"{source}: no images under test/<class>/")
+
     shape_counts: Counter = Counter()
     decoded = {}
     for split in SPLITS:
@@ -367,6 +368,8 @@ def _images_from_tree(grouped: dict, source: str) -> ImageDataset:
                 image = _decode_image(payload, name)
                 shape_counts[image.shape] += 1
                 decoded.setdefault(split, []).append((image, class_names.index(class_name), name))
+
+    # Images of another size are resized to the most common one.
     target_shape = shape_counts.most_common(1)[0][0]
     arrays = {}
     resized = 0
@@ -379,6 +382,7 @@ def _images_from_tree(grouped: dict, source: str) -> ImageDataset:
             images.append(image)
             labels.append(label)
         arrays[split] = (np.stack(images), np.asarray(labels, dtype=np.int64))
+
     if resized:
         log.warning("%s: resized %d images to the most common size %dx%d",
                     source, resized, target_shape[1], target_shape[0])

@@ -23,8 +23,8 @@ def roc_analysis(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:
     y_true: (N,) int labels; y_score: (N, K) class probabilities.
     Micro pools every (image, class) decision into one curve. Macro averages
     the per-class TPRs on the union of their FPR points, then integrates.
-    A class with no positive (or no negative) test image has no ROC curve:
-    its AUC is None and a warning is logged; the averages use the others.
+    A class with no positive (or no negative) test image has no ROC curve,
+    so its AUC is None and a warning is logged. The averages use the others.
 
     >>> roc_analysis(np.array([0, 0, 1, 1]), np.array([[.9, .1], [.6, .4], [.65, .35], [.2, .8]]),
     ...              ["a", "b"])["per_class_auc"]["b"]

@@ -1,8 +1,8 @@
 """Turn uint8 image arrays into tf.data pipelines that feed Keras.
 
-Images stay uint8 in memory, (N, H, W, 3); each batch is cast to float32
-and scaled to [0, 1] inside the pipeline, so the float copy of the whole set
-never exists. Labels are integer class indices for a sparse cross-entropy.
+Images stay uint8 in memory, (N, H, W, 3). Each batch is cast to float32
+and scaled to [0, 1] inside the pipeline, so no float copy of the whole set
+is made. Labels are integer class indices for a sparse cross-entropy.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The study's stages in report order, computing into one run folder.
 
-Each finished stage leaves `<run_dir>/stages/<stage>.json`; a rerun with
+Each finished stage leaves `<run_dir>/stages/<stage>.json`. A rerun with
 the same config skips those stages and reloads their outputs, and the
 Hyperband tuners continue from their saved trials. The last step writes
 `<run_dir>/results.json`, which is all the report reads.
@@ -68,7 +68,7 @@ def _check_manifest(run: RunFolder, config: StudyConfig, data_path: str | None) 
         recorded = json.loads(manifest.read_text())
         if recorded.get("config_hash") != digest:
             raise RunFolderError(
-                f"run folder {run.root} holds a study with another config or data "
+                f"run folder {run.root} contains a study with another config or data "
                 f"(hash {recorded.get('config_hash')}, now {digest}); its trials must "
                 f"not be mixed with this one (finished stages: {', '.join(finished)}). "
                 "Pass another --run-dir, or delete that folder"

@@ -29,8 +29,8 @@ from study.config import SearchBudget
 
 log = logging.getLogger(__name__)
 
-# keras-tuner stops a search after 3 consecutive failed trials by default;
-# a study should lose only the failed trials, so the limit is set out of reach.
+# keras-tuner 1.4.8 stops a search after 3 consecutive failed trials by
+# default. A study should lose only the failed trials, so the limit is set out of reach.
 MAX_CONSECUTIVE_FAILED_TRIALS = 1_000_000
 
 
