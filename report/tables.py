@@ -82,12 +82,37 @@ def fourier_energy_table(results: dict) -> TableView:
     )
 
 
+def format_space_entry(value: object) -> str:
+    """Describe one search-space entry: a range dict, a list of choices, or a fixed value.
+
+    >>> format_space_entry({"min": 1, "max": 3, "step": 1})
+    '1 to 3'
+    >>> format_space_entry(["relu", "elu"])
+    'relu or elu'
+    """
+    if isinstance(value, dict) and {"min", "max"} <= value.keys():
+        low, high = format_value(value["min"]), format_value(value["max"])
+        if value["min"] == value["max"]:
+            return f"{low} (fixed)"
+        if value.get("log"):
+            return f"{low} to {high}, log-uniform"
+        step = value.get("step")
+        return f"{low} to {high}" + (f", step {format_value(step)}" if step not in (None, 1) else "")
+    if isinstance(value, list):
+        items = [format_value(item) for item in value]
+        if len(items) == 1:
+            return f"{items[0]} (fixed)"
+        return ", ".join(items[:-1]) + f" or {items[-1]}"
+    # Anything else (a number, or a group of fixed settings) is not searched.
+    return f"{format_value(value)} (fixed)"
+
+
 def search_space_table(results: dict, model_key: str) -> TableView:
     space = results["config"].get(f"{model_key}_space", {})
-    rows = [[humanize_key(name), format_value(value)] for name, value in space.items()]
+    rows = [[humanize_key(name), format_space_entry(value)] for name, value in space.items()]
     return TableView(
         key=f"search_space_{model_key}",
-        headers=["Hyperparameter", "Values in the config"],
+        headers=["Hyperparameter", "Searched values"],
         rows=rows,
         numeric=[False, False],
     )

@@ -10,10 +10,30 @@ that goes into results.json.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 PRESETS = ("smoke", "quick", "full")
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Integers from `min` to `max` inclusive, in steps of `step`."""
+
+    min: int
+    max: int
+    step: int = 1
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """Floats from `min` to `max`: on a grid of `step`, or log-uniform when `log`."""
+
+    min: float
+    max: float
+    step: float | None = None
+    log: bool = False
 
 
 @dataclass(frozen=True)
@@ -25,15 +45,24 @@ class CNNSpace:
     32*2^i is m in 1..8.
     """
 
-    conv_blocks: tuple[int, int] = (1, 3)  # inclusive range
+    # Tuples are choices; ranges say so by their type.
+    conv_blocks: IntRange = IntRange(1, 3)
     convs_per_block: tuple[int, ...] = (1,)
-    filter_multipliers: tuple[int, int] = (1, 8)  # inclusive range
+    filter_multipliers: IntRange = IntRange(1, 8)
     batch_norm: tuple[bool, ...] = (False, True)
     activations: tuple[str, ...] = ("relu", "elu")
-    dense_units: tuple[int, int, int] = (512, 2048, 512)  # min, max, step
-    dropout: tuple[float, float, float] = (0.0, 0.4, 0.1)  # min, max, step
+    dense_units: IntRange = IntRange(512, 2048, 512)
+    dropout: FloatRange = FloatRange(0.0, 0.4, 0.1)
     optimizers: tuple[str, ...] = ("adam", "sgd")
-    learning_rate: tuple[float, float] = (1e-5, 1e-3)  # log-uniform range
+    learning_rate: FloatRange = FloatRange(1e-5, 1e-3, log=True)
+
+
+@dataclass(frozen=True)
+class ViTHead:
+    """The classifier after the flattened tokens: fixed, not searched."""
+
+    units: tuple[int, ...] = (2048, 1024)  # GELU dense layers, in order
+    dropout: float = 0.5  # before and after each dense layer
 
 
 @dataclass(frozen=True)
@@ -47,14 +76,13 @@ class ViTSpace:
     patch_sizes: tuple[int, ...] = (4, 8, 16)  # pixels per patch side
     projection_dims: tuple[int, ...] = (64, 128)
     heads: tuple[int, ...] = (4, 8)
-    transformer_layers: tuple[int, int, int] = (2, 6, 2)  # min, max, step
-    mlp_depth: tuple[int, int] = (1, 3)  # hidden layers in each block's MLP
-    mlp_dropout: tuple[float, float, float] = (0.1, 0.4, 0.1)
-    head_units: tuple[int, ...] = (2048, 1024)  # classifier MLP after flatten
-    head_dropout: float = 0.5
+    transformer_layers: IntRange = IntRange(2, 6, 2)
+    mlp_depth: IntRange = IntRange(1, 3)  # hidden layers in each block's MLP
+    mlp_dropout: FloatRange = FloatRange(0.1, 0.4, 0.1)
+    head: ViTHead = field(default_factory=ViTHead)
     optimizers: tuple[str, ...] = ("adam", "rmsprop")
-    learning_rate: tuple[float, float] = (1e-5, 1e-3)
-    momentum: tuple[float, float, float] = (0.0, 0.9, 0.1)  # RMSprop only
+    learning_rate: FloatRange = FloatRange(1e-5, 1e-3, log=True)
+    momentum: FloatRange = FloatRange(0.0, 0.9, 0.1)  # RMSprop only
 
 
 @dataclass(frozen=True)
@@ -129,14 +157,14 @@ def _smoke() -> StudyConfig:
         train_images=400,
         test_images=200,
         cnn_space=CNNSpace(
-            conv_blocks=(1, 2), filter_multipliers=(1, 1), batch_norm=(True,),
-            activations=("relu",), dense_units=(64, 128, 64),
-            optimizers=("adam",), learning_rate=(1e-3, 3e-3),
+            conv_blocks=IntRange(1, 2), filter_multipliers=IntRange(1, 1), batch_norm=(True,),
+            activations=("relu",), dense_units=IntRange(64, 128, 64),
+            optimizers=("adam",), learning_rate=FloatRange(1e-3, 3e-3, log=True),
         ),
         vit_space=ViTSpace(
             patch_sizes=(8,), projection_dims=(32,), heads=(2,),
-            transformer_layers=(1, 1, 1), mlp_depth=(1, 1), head_units=(64,),
-            optimizers=("adam", "rmsprop"), learning_rate=(1e-3, 3e-3),
+            transformer_layers=IntRange(1, 1), mlp_depth=IntRange(1, 1), head=ViTHead((64,), 0.5),
+            optimizers=("adam", "rmsprop"), learning_rate=FloatRange(1e-3, 3e-3, log=True),
         ),
         cnn=ModelSettings(budget, refit),
         vit=ModelSettings(budget, refit),
@@ -157,16 +185,16 @@ def _quick() -> StudyConfig:
         train_images=25_000,
         test_images=None,
         cnn_space=CNNSpace(
-            conv_blocks=(3, 3), convs_per_block=(1,), filter_multipliers=(1, 1),
+            conv_blocks=IntRange(3, 3), convs_per_block=(1,), filter_multipliers=IntRange(1, 1),
             batch_norm=(True,), activations=("relu", "elu"),
-            dense_units=(128, 256, 128), dropout=(0.2, 0.4, 0.1),
-            optimizers=("adam",), learning_rate=(1e-3, 3e-3),
+            dense_units=IntRange(128, 256, 128), dropout=FloatRange(0.2, 0.4, 0.1),
+            optimizers=("adam",), learning_rate=FloatRange(1e-3, 3e-3, log=True),
         ),
         vit_space=ViTSpace(
             patch_sizes=(8,), projection_dims=(64,), heads=(4, 8),
-            transformer_layers=(2, 2, 1), mlp_depth=(1, 2), mlp_dropout=(0.1, 0.2, 0.1),
-            head_units=(256,), head_dropout=0.3,
-            optimizers=("adam", "rmsprop"), learning_rate=(5e-4, 2e-3),
+            transformer_layers=IntRange(2, 2), mlp_depth=IntRange(1, 2),
+            mlp_dropout=FloatRange(0.1, 0.2, 0.1), head=ViTHead((256,), 0.3),
+            optimizers=("adam", "rmsprop"), learning_rate=FloatRange(5e-4, 2e-3, log=True),
         ),
         cnn=ModelSettings(search, refit),
         vit=ModelSettings(search, refit),
@@ -197,5 +225,5 @@ def build_config(preset: str, seed: int | None = None) -> StudyConfig:
 
 
 def to_dict(config: StudyConfig) -> dict[str, Any]:
-    """Return the config as plain JSON types (tuples become lists)."""
-    return dataclasses.asdict(config)
+    """Return the config as plain JSON types: tuples become lists, ranges dicts."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))

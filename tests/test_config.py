@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from study.config import PRESETS, build_config, to_dict
+from study.config import PRESETS, FloatRange, IntRange, build_config, to_dict
 from study.pipeline import RunFolder, RunFolderError, _check_manifest
 
 
@@ -27,12 +27,13 @@ def test_quick_uses_whole_test_split():
 
 def test_full_covers_original_spaces():
     config = build_config("full")
-    assert config.cnn_space.conv_blocks == (1, 3)
-    assert config.cnn_space.filter_multipliers == (1, 8)
-    assert config.cnn_space.dense_units == (512, 2048, 512)
+    assert config.cnn_space.conv_blocks == IntRange(1, 3)
+    assert config.cnn_space.filter_multipliers == IntRange(1, 8)
+    assert config.cnn_space.dense_units == IntRange(512, 2048, 512)
+    assert config.cnn_space.learning_rate == FloatRange(1e-5, 1e-3, log=True)
     assert set(config.cnn_space.optimizers) == {"adam", "sgd"}
     assert set(config.vit_space.optimizers) == {"adam", "rmsprop"}
-    assert config.vit_space.transformer_layers == (2, 6, 2)
+    assert config.vit_space.transformer_layers == IntRange(2, 6, 2)
     assert config.cnn.search.max_epochs == 30
     assert config.vit.search.iterations == 2
     assert config.train_images is None
@@ -43,6 +44,9 @@ def test_config_dict_is_plain():
     as_dict = to_dict(build_config("smoke", seed=7))
     assert as_dict["seed"] == 7
     assert as_dict["cnn"]["search"]["max_epochs"] == 2
+    # Ranges serialize with named bounds, choices as lists.
+    assert as_dict["cnn_space"]["conv_blocks"] == {"min": 1, "max": 2, "step": 1}
+    assert as_dict["cnn_space"]["activations"] == ["relu"]
 
 
 def test_changed_config_refused(tmp_path):

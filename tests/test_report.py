@@ -498,3 +498,15 @@ def test_context_is_deep_copy_safe(tmp_path):
     before = copy.deepcopy(results)
     narrative.build_context(results, {})
     assert results == before
+
+
+def test_space_entry_formats():
+    from report.tables import format_space_entry
+
+    assert format_space_entry({"min": 1, "max": 3, "step": 1}) == "1 to 3"
+    assert format_space_entry({"min": 512, "max": 2048, "step": 512}) == "512 to 2048, step 512"
+    assert format_space_entry({"min": 1e-5, "max": 1e-3, "step": None, "log": True}) == (
+        "1e-05 to 0.001, log-uniform")
+    assert format_space_entry({"min": 3, "max": 3, "step": 1}) == "3 (fixed)"
+    assert format_space_entry(["relu", "elu", "gelu"]) == "relu, elu or gelu"
+    assert format_space_entry(["adam"]) == "adam (fixed)"

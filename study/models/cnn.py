@@ -11,7 +11,7 @@ import keras_tuner as kt
 from keras import layers
 
 from study.config import CNNSpace
-from study.models.optimizers import make_optimizer
+from study.models.optimizers import float_hp, int_hp, make_optimizer
 
 # Keras's default momentum of 0.99 averages over ~100 batches, so after a
 # few hundred steps the moving statistics still lag the weights and test
@@ -37,7 +37,7 @@ class CNNHyperModel(kt.HyperModel):
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         space = self.space
-        blocks = hp.Int("conv_blocks", *space.conv_blocks)
+        blocks = int_hp(hp, "conv_blocks", space.conv_blocks)
         convs = hp.Choice("convs_per_block", list(space.convs_per_block))
         batch_norm = hp.Choice("batch_norm", list(space.batch_norm))
         activation = hp.Choice("activation", list(space.activations))
@@ -46,8 +46,9 @@ class CNNHyperModel(kt.HyperModel):
         x = inputs
         for i in range(blocks):
             base = 32 * 2**i
-            low, high = space.filter_multipliers
-            filters = hp.Int(f"filters_{i}", base * low, base * high, step=base)
+            multipliers = space.filter_multipliers
+            filters = hp.Int(f"filters_{i}", base * multipliers.min, base * multipliers.max,
+                             step=base * multipliers.step)
             for _ in range(convs):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm)(x)
                 if batch_norm:
@@ -56,17 +57,14 @@ class CNNHyperModel(kt.HyperModel):
             x = layers.MaxPooling2D(2)(x)
 
         x = layers.Flatten()(x)
-        units_min, units_max, units_step = space.dense_units
-        x = layers.Dense(hp.Int("dense_units", units_min, units_max, step=units_step),
-                         activation=activation)(x)
-        drop_min, drop_max, drop_step = space.dropout
-        x = layers.Dropout(hp.Float("dropout", drop_min, drop_max, step=drop_step))(x)
+        x = layers.Dense(int_hp(hp, "dense_units", space.dense_units), activation=activation)(x)
+        x = layers.Dropout(float_hp(hp, "dropout", space.dropout))(x)
         outputs = layers.Dense(self.num_classes, activation="softmax")(x)
         model = keras.Model(inputs, outputs, name="cnn")
 
         optimizer = make_optimizer(
             hp.Choice("optimizer", list(space.optimizers)),
-            hp.Float("learning_rate", *space.learning_rate, sampling="log"),
+            float_hp(hp, "learning_rate", space.learning_rate),
         )
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])

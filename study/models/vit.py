@@ -14,7 +14,7 @@ from keras import layers
 
 from study.config import ViTSpace
 from study.models.layers import PatchEncoder, Patches
-from study.models.optimizers import make_optimizer
+from study.models.optimizers import float_hp, int_hp, make_optimizer
 
 
 def valid_patch_sizes(candidates, image_side: int) -> list[int]:
@@ -60,11 +60,9 @@ class ViTHyperModel(kt.HyperModel):
         patch = hp.Choice("patch_size", self.patch_sizes)
         dim = hp.Choice("projection_dim", list(space.projection_dims))
         heads = hp.Choice("num_heads", list(space.heads))
-        depth = hp.Int("transformer_layers", *space.transformer_layers[:2],
-                       step=space.transformer_layers[2])
-        mlp_depth = hp.Int("mlp_depth", *space.mlp_depth)
-        drop_min, drop_max, drop_step = space.mlp_dropout
-        dropout = hp.Float("mlp_dropout", drop_min, drop_max, step=drop_step)
+        depth = int_hp(hp, "transformer_layers", space.transformer_layers)
+        mlp_depth = int_hp(hp, "mlp_depth", space.mlp_depth)
+        dropout = float_hp(hp, "mlp_dropout", space.mlp_dropout)
         # Units halve layer by layer and end at the projection size, which the
         # residual connection needs: depth 3 at dim 64 gives 256, 128, 64.
         mlp_units = [dim * 2 ** (mlp_depth - 1 - i) for i in range(mlp_depth)]
@@ -83,8 +81,8 @@ class ViTHyperModel(kt.HyperModel):
 
         x = layers.LayerNormalization(epsilon=1e-6)(tokens)
         x = layers.Flatten()(x)
-        x = layers.Dropout(space.head_dropout)(x)
-        x = _mlp(x, list(space.head_units), space.head_dropout)
+        x = layers.Dropout(space.head.dropout)(x)
+        x = _mlp(x, list(space.head.units), space.head.dropout)
         outputs = layers.Dense(self.num_classes, activation="softmax")(x)
         model = keras.Model(inputs, outputs, name="vit")
 
@@ -92,10 +90,10 @@ class ViTHyperModel(kt.HyperModel):
         momentum = 0.0
         if optimizer_name == "rmsprop":
             with hp.conditional_scope("optimizer", ["rmsprop"]):
-                momentum = hp.Float("momentum", *space.momentum[:2], step=space.momentum[2])
+                momentum = float_hp(hp, "momentum", space.momentum)
         optimizer = make_optimizer(
             optimizer_name,
-            hp.Float("learning_rate", *space.learning_rate, sampling="log"),
+            float_hp(hp, "learning_rate", space.learning_rate),
             momentum,
         )
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
