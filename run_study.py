@@ -25,27 +25,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Tune, train and compare a CNN and a Vision Transformer on an "
                     "image-classification data set, and write the study as a static "
                     "site and a PDF.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--preset", choices=PRESETS, default="quick",
         help="size of the study: 'smoke' (a few hundred images, one or two epochs, for "
              "tests), 'quick' (a 2-core CPU in about 10 minutes), 'full' (the complete "
-             "search on all images, for a GPU; hours on a CPU)")
+             "search on all images, for a GPU; hours on a CPU). Default: quick")
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick",
                         help="short for --preset quick")
     parser.add_argument(
         "--data", default=None, metavar="PATH",
         help="a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a class-folder "
-             "tree train/<class>/*, test/<class>/* as a folder or .tar.gz/.tar.xz "
-             "archive; without it, CIFAR-10 from the Keras cache (~/.keras/datasets), "
-             "downloaded there when missing (163 MB)")
+             "tree train/<class>/*, test/<class>/* as a folder or a .tar, .tar.gz, "
+             ".tgz or .tar.xz archive. Default: CIFAR-10 from the Keras cache "
+             "(~/.keras/datasets), downloaded there when missing (163 MB)")
     parser.add_argument("--out", default="site", type=Path, metavar="DIR",
                         help="folder of the publishable site: index.html, figures/, "
-                             "study.pdf, results.json")
+                             "study.pdf, results.json. Default: site")
     parser.add_argument("--force", action="store_true",
                         help="replace --out even when it contains files the report does "
-                             "not write (they are deleted)")
+                             "not write (they are deleted; a folder with .git is refused)")
     parser.add_argument("--run-dir", default=None, type=Path, metavar="DIR",
                         help="folder for tuner state, models, logs and results.json "
                              "(default: runs/<preset>/); a rerun continues from it")
@@ -95,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, RunFolderError, SearchError, OutputFolderError) as err:
         log.error("%s", err)
         return 1
+    except KeyboardInterrupt:
+        log.error("interrupted; run the same command again to continue from the "
+                  "finished stages in %s", args.run_dir)
+        return 130
     log.info("study finished in %.1f s", time.monotonic() - start)
     for name, model in results["models"].items():
         log.info("%s: test accuracy %.4f, macro AUC %.4f", model["label"],

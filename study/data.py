@@ -33,6 +33,11 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # 3.15), so a copy that Keras already downloaded is reused as it is.
 KERAS_CACHE_NAME = "cifar-10-batches-py-target"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+KERAS_CACHE_SOURCE = "Keras cache"
+# Names (lower case, without - and _) under which a folder or archive is
+# taken to be CIFAR-10 itself rather than a variant such as CIFAR-100.
+CIFAR10_NAMES = {"cifar10", "cifar10batchespy", "cifar10python", "cifar10jpeg",
+                 "cifar10images", "cifar10png"}
 CIFAR10_SIDE = 32
 CIFAR10_ROW = 3 * CIFAR10_SIDE * CIFAR10_SIDE  # 1,024 R, then G, then B
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -58,13 +63,23 @@ class ImageDataset:
     source: str
 
     @property
+    def display_source(self) -> str:
+        """The source without local folders, fit to publish: a file or folder name."""
+        if self.source.startswith(KERAS_CACHE_SOURCE):
+            return "the Keras CIFAR-10 cache"
+        return Path(self.source).name
+
+    @property
     def name(self) -> str:
-        """A display name: CIFAR-10 when the source is named so, else the file or folder name."""
+        """A display name: CIFAR-10 for the official pickles and the usual names of
+        its copies (cifar10, cifar-10-jpeg, ...), else the file or folder name."""
+        if self.source.startswith(KERAS_CACHE_SOURCE):
+            return "CIFAR-10"
         stem = Path(self.source).name
         for suffix in (".tar.gz", ".tar.xz", ".tgz", ".tar"):
             stem = stem.removesuffix(suffix)
         compact = stem.lower().replace("-", "").replace("_", "")
-        return "CIFAR-10" if compact.startswith("cifar10") else stem
+        return "CIFAR-10" if compact in CIFAR10_NAMES else stem
 
     def __post_init__(self) -> None:
         validate_split("train", self.x_train, self.y_train, len(self.class_names))
@@ -265,7 +280,7 @@ def _load_keras_cifar10(cache_dir: Path | None) -> ImageDataset:
             raise DataError(f"the Keras cache folder {folder} contains no cifar-10-batches-py; "
                             "delete it to download again, or pass --data")
     dataset = _load_cifar_batches_dir(batches)
-    dataset.source = f"Keras cache ({batches})"
+    dataset.source = f"{KERAS_CACHE_SOURCE} ({batches})"
     return dataset
 
 
@@ -406,8 +421,40 @@ def _resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# Sampling
+# Sampling and checks before training
 # --------------------------------------------------------------------------
+
+def check_trainable(dataset: ImageDataset, validation_fraction: float) -> None:
+    """Raise DataError unless the training split supports a stratified validation split.
+
+    That needs two classes with training images, at least two images in each
+    such class, and a validation and a fit part each at least as large as the
+    number of classes.
+    """
+    counts = np.bincount(dataset.y_train, minlength=len(dataset.class_names))
+    present = [name for name, count in zip(dataset.class_names, counts) if count > 0]
+    if len(present) < 2:
+        raise DataError(
+            f"{dataset.display_source}: training images found in {len(present)} class(es) "
+            f"({', '.join(present) or 'none'}); a classifier needs at least two. Add a "
+            "second class folder under train/ and test/"
+        )
+    single = [name for name, count in zip(dataset.class_names, counts) if count == 1]
+    if single:
+        raise DataError(
+            f"{dataset.display_source}: class(es) {', '.join(single)} have one training "
+            "image, but the stratified validation split needs at least two per class"
+        )
+    total = int(counts.sum())
+    validation = int(np.ceil(validation_fraction * total))
+    if validation < len(present) or total - validation < len(present):
+        raise DataError(
+            f"{dataset.display_source}: {total} training images give a validation split "
+            f"of {validation} ({validation_fraction:.0%}) and a fit split of "
+            f"{total - validation}, but each must have at least one image of each of the "
+            f"{len(present)} classes; add training images"
+        )
+
 
 def stratified_indices(labels: np.ndarray, count: int | None, seed: int) -> np.ndarray:
     """Pick `count` indices with each class's share kept; all when None or too few.

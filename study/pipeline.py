@@ -20,7 +20,7 @@ import numpy as np
 
 from study import exploration
 from study.config import StudyConfig, to_dict
-from study.data import load_dataset, subsample
+from study.data import check_trainable, load_dataset, subsample
 from study.results import SCHEMA_VERSION, environment, validate, write_results
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,21 @@ def _check_manifest(run: RunFolder, config: StudyConfig, data_path: str | None) 
         return
     run.root.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps({"config_hash": digest, "config": to_dict(config),
-                                    "data": data_path}, indent=1))
+                                    "data": data_path,
+                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                                   indent=1))
 
 
 class StageTimer:
-    """Log each stage's start and end and keep its wall time in seconds."""
+    """Run stages, log their start and end, and keep each one's wall time in seconds.
+
+    A stage run through `cached` stores its record and time in the run
+    folder; a later invocation reuses both and lists the stage in `reused`.
+    """
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.reused: list[str] = []
 
     @contextmanager
     def stage(self, name: str):
@@ -92,6 +99,20 @@ class StageTimer:
         yield
         self.seconds[name] = time.monotonic() - start
         log.info("stage %s: finished in %.1f s", name, self.seconds[name])
+
+    def cached(self, run: RunFolder, name: str, compute) -> dict:
+        """Return the stage's saved record, or call `compute()` and save what it returns."""
+        saved = run.load_stage(name)
+        if saved is not None:
+            self.seconds[name] = saved["seconds"]
+            self.reused.append(name)
+            log.info("stage %s: reused from an earlier run (it took %.1f s)", name,
+                     saved["seconds"])
+            return saved["record"]
+        with self.stage(name):
+            record = compute()
+        run.save_stage(name, {"seconds": self.seconds[name], "record": record})
+        return record
 
 
 def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
@@ -104,25 +125,30 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
     run = RunFolder(Path(run_dir))
     _check_manifest(run, config, data_path)
     if out_dir is not None:
-        from report.render import check_output_folder
+        from report.render import OutputFolderError, check_output_folder
 
         # Checked before training, so a bad --out never costs a finished study.
+        if force_out and (Path(out_dir) / ".git").exists():
+            raise OutputFolderError(
+                f"output folder {out_dir} contains a .git folder, and --force would delete "
+                "it; choose another --out")
         check_output_folder(run.root.resolve(), Path(out_dir).resolve(), force=force_out)
     timer = StageTimer()
 
     with timer.stage("data"):
         full = load_dataset(data_path, cache_dir=None)
         dataset = subsample(full, config.train_images, config.test_images, config.seed)
+        check_trainable(dataset, config.validation_fraction)
         log.info("data: %s, %d classes, %d of %d train and %d of %d test images of %s",
                  full.source, len(full.class_names), len(dataset.y_train), len(full.y_train),
                  len(dataset.y_test), len(full.y_test), "x".join(map(str, full.image_shape)))
 
-    with timer.stage("exploration"):
-        explored = run.load_stage("exploration")
-        if explored is None:
-            explored, arrays = exploration.explore(dataset, config.exploration)
-            np.savez_compressed(run.root / "exploration.npz", **arrays)
-            run.save_stage("exploration", explored)
+    def explore() -> dict:
+        numbers, arrays = exploration.explore(dataset, config.exploration)
+        np.savez_compressed(run.root / "exploration.npz", **arrays)
+        return numbers
+
+    explored = timer.cached(run, "exploration", explore)
 
     # Imported here so that loading and exploring data works without TensorFlow
     # being imported, and `--help` stays fast.
@@ -139,11 +165,12 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
     results = {
         "schema_version": SCHEMA_VERSION,
         "title": f"CNN versus Vision Transformer on {dataset.name}",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": json.loads((run.root / "manifest.json").read_text()).get(
+            "created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
         "config": to_dict(config),
         "data": {
             "name": dataset.name,
-            "source": dataset.source,
+            "source": dataset.display_source,
             "class_names": list(dataset.class_names),
             "image_shape": list(dataset.image_shape),
             "available": {"train": int(len(full.y_train)), "test": int(len(full.y_test))},
@@ -153,7 +180,10 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         "exploration": explored,
         "models": models,
         "environment": environment(prepared.gpus),
-        "timings": {"stages": timer.seconds, "total_seconds": time.monotonic() - started},
+        # total_seconds sums the stages, counting reused ones at their original
+        # time, so it is the study's cost however many invocations it took.
+        "timings": {"stages": timer.seconds, "total_seconds": sum(timer.seconds.values()),
+                    "reused": timer.reused, "this_run_seconds": time.monotonic() - started},
     }
     validate(results)
     write_results(run.root / "results.json", results)

@@ -143,7 +143,8 @@ class StudyHyperband(kt.Hyperband):
         super().on_trial_end(trial)
         values = trial.hyperparameters.values
         score = trial.score if trial.score is not None else float("nan")
-        log.info("%s trial %s: %s, val_accuracy %.4f, %d epochs (bracket %s, round %s), %.1f s",
+        log.info("%s trial %s: %s, val_accuracy %.4f, epochs trained to %d "
+                 "(bracket %s, round %s), %.1f s",
                  self.project_name, trial.trial_id, trial.status, score,
                  values.get("tuner/epochs", 0), values.get("tuner/bracket"),
                  values.get("tuner/round"), time.monotonic() - self._trial_start)

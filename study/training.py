@@ -88,57 +88,61 @@ def build_hypermodel(name: str, config: StudyConfig, prepared: PreparedData) -> 
 
 def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, run,
                        timer) -> dict:
-    """Search, refit and evaluate model `name`; return its results.json entry."""
+    """Search, refit and evaluate model `name`; return its results.json entry.
+
+    `timer.cached(run, stage, compute)` runs each step once per run folder
+    and reuses its saved record afterwards.
+    """
     settings = config.model_settings(name)
     hypermodel = build_hypermodel(name, config, prepared)
 
-    with timer.stage(f"search_{name}"):
-        searched = run.load_stage(f"search_{name}")
-        if searched is None:
-            keras.utils.set_random_seed(config.seed)
-            best_hp, summary = run_search(
-                name, hypermodel, settings.search,
-                prepared.fit_dataset(settings.search.batch_size, settings.search.train_images),
-                prepared.validation_dataset(settings.search.batch_size),
-                run.root, config.seed,
-            )
-            searched = {"best_hyperparameters": best_hp.values,
-                        "hyperparameters_config": best_hp.get_config(), "summary": summary}
-            run.save_stage(f"search_{name}", searched)
+    def search() -> dict:
+        keras.utils.set_random_seed(config.seed)
+        best_hp, summary = run_search(
+            name, hypermodel, settings.search,
+            prepared.fit_dataset(settings.search.batch_size, settings.search.train_images),
+            prepared.validation_dataset(settings.search.batch_size),
+            run.root, config.seed,
+        )
+        return {"best_hyperparameters": best_hp.values,
+                "hyperparameters_config": best_hp.get_config(), "summary": summary}
+
+    searched = timer.cached(run, f"search_{name}", search)
     best_hp = kt.HyperParameters.from_config(searched["hyperparameters_config"])
 
-    with timer.stage(f"refit_{name}"):
-        refitted = run.load_stage(f"refit_{name}")
-        if refitted is None:
-            keras.utils.set_random_seed(config.seed)
-            model, refitted = refit(
-                name, hypermodel, best_hp, settings.refit,
-                prepared.fit_dataset(settings.refit.batch_size),
-                prepared.validation_dataset(settings.refit.batch_size), run.root,
-            )
-            refitted["parameters"] = int(model.count_params())
-            run.save_stage(f"refit_{name}", refitted)
-        else:
-            model = keras.models.load_model(run.root / refitted["model_file"])
+    trained = {}  # the refit model, when this invocation trains it
 
-    with timer.stage(f"evaluation_{name}"):
-        evaluated = run.load_stage(f"evaluation_{name}")
-        if evaluated is None:
-            evaluated, y_score = evaluate_model(model, prepared.test_dataset(), prepared.y_test,
-                                                prepared.class_names)
-            np.savez_compressed(run.root / f"predictions_{name}.npz", y_true=prepared.y_test,
-                                y_score=y_score.astype(np.float32))
-            run.save_stage(f"evaluation_{name}", evaluated)
-        log.info("%s test: accuracy %.4f, loss %.4f, micro AUC %.4f, macro AUC %.4f", name,
-                 evaluated["test"]["accuracy"], evaluated["test"]["loss"],
-                 evaluated["roc"]["micro_auc"], evaluated["roc"]["macro_auc"])
+    def refit_best() -> dict:
+        keras.utils.set_random_seed(config.seed)
+        model, summary = refit(
+            name, hypermodel, best_hp, settings.refit,
+            prepared.fit_dataset(settings.refit.batch_size),
+            prepared.validation_dataset(settings.refit.batch_size), run.root,
+        )
+        trained["model"] = model
+        return {**summary, "parameters": int(model.count_params())}
+
+    refitted = timer.cached(run, f"refit_{name}", refit_best)
+
+    def evaluate() -> dict:
+        model = trained.get("model") or keras.models.load_model(run.root / refitted["model_file"])
+        metrics, y_score = evaluate_model(model, prepared.test_dataset(), prepared.y_test,
+                                          prepared.class_names)
+        np.savez_compressed(run.root / f"predictions_{name}.npz", y_true=prepared.y_test,
+                            y_score=y_score.astype(np.float32))
+        return metrics
+
+    evaluated = timer.cached(run, f"evaluation_{name}", evaluate)
+    log.info("%s test: accuracy %.4f, loss %.4f, micro AUC %.4f, macro AUC %.4f", name,
+             evaluated["test"]["accuracy"], evaluated["test"]["loss"],
+             evaluated["roc"]["micro_auc"], evaluated["roc"]["macro_auc"])
 
     hyperparameters = {k: v for k, v in searched["best_hyperparameters"].items()
                        if not k.startswith("tuner/")}
     return {
         "parameters": refitted["parameters"],
         "best_hyperparameters": hyperparameters,
-        "search": {k: v for k, v in searched["summary"].items()},
+        "search": searched["summary"],
         "refit": {k: v for k, v in refitted.items() if k != "parameters"},
         **evaluated,
     }

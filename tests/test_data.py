@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 import pickle
 import tarfile
 
@@ -173,3 +174,46 @@ def test_offline_download_explains(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(DataError, match="pass local data with --data PATH"):
         load_dataset(None, cache_dir=tmp_path)
+
+
+def _tiny(labels_train, labels_test=(0, 1), names=("a", "b")):
+    from study.data import ImageDataset
+
+    y_train, y_test = np.array(labels_train), np.array(labels_test)
+    return ImageDataset(np.zeros((len(y_train), 2, 2, 3), np.uint8), y_train,
+                        np.zeros((len(y_test), 2, 2, 3), np.uint8), y_test,
+                        class_names=names, source="/data/tiny")
+
+
+def test_one_class_rejected():
+    from study.data import check_trainable
+
+    with pytest.raises(DataError, match="found in 1 class"):
+        check_trainable(_tiny([0] * 20, [0, 0]), 0.1)
+
+
+def test_single_image_class_rejected():
+    from study.data import check_trainable
+
+    with pytest.raises(DataError, match="b have one training image"):
+        check_trainable(_tiny([0] * 20 + [1]), 0.1)
+
+
+def test_tiny_validation_split_rejected():
+    from study.data import check_trainable
+
+    # 6 images at 10% give a validation split of 1 image for 2 classes.
+    with pytest.raises(DataError, match="validation split of 1"):
+        check_trainable(_tiny([0, 0, 0, 1, 1, 1]), 0.1)
+    check_trainable(_tiny([0] * 10 + [1] * 10), 0.1)  # 2 validation images: enough
+
+
+def test_dataset_name_exact_match():
+    names = {"/d/cifar10-jpeg.tar.xz": "CIFAR-10", "/d/cifar-10-batches-py": "CIFAR-10",
+             "/d/cifar100.tar.gz": "cifar100", "/d/CIFAR-10-C-fog": "CIFAR-10-C-fog",
+             "/d/pets.tgz": "pets"}
+    for source, expected in names.items():
+        dataset = _tiny([0, 0, 1, 1])
+        dataset.source = source
+        assert dataset.name == expected, source
+        assert dataset.display_source == Path(source).name

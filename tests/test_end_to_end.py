@@ -51,7 +51,10 @@ def smoke_run(tmp_path_factory):
                "--run-dir", str(work / "run")]
     completed = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-4000:]
-    return work, completed
+    first_results = json.loads((work / "site" / "results.json").read_text())
+    rerun = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    return work, completed, first_results, rerun
 
 
 class _ImageSources(HTMLParser):
@@ -65,7 +68,7 @@ class _ImageSources(HTMLParser):
 
 
 def test_site_images_exist(smoke_run):
-    work, _ = smoke_run
+    work, *_ = smoke_run
     index = work / "site" / "index.html"
     assert index.is_file()
     parser = _ImageSources()
@@ -77,7 +80,7 @@ def test_site_images_exist(smoke_run):
 
 
 def test_results_has_documented_keys(smoke_run):
-    work, _ = smoke_run
+    work, *_ = smoke_run
     results = json.loads((work / "site" / "results.json").read_text())
     for key in REQUIRED_KEYS:
         lookup(results, key)
@@ -89,7 +92,7 @@ def test_results_has_documented_keys(smoke_run):
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) missing")
 def test_pdf_has_sections_and_accuracies(smoke_run):
-    work, _ = smoke_run
+    work, *_ = smoke_run
     pdf = work / "site" / "study.pdf"
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True)
     pages = int(re.search(r"Pages:\s+(\d+)", info.stdout).group(1))
@@ -105,7 +108,17 @@ def test_pdf_has_sections_and_accuracies(smoke_run):
 
 
 def test_cli_prints_output_paths(smoke_run):
-    work, completed = smoke_run
+    work, completed, *_ = smoke_run
     assert f"site: {work / 'site' / 'index.html'}" in completed.stdout
     assert "stage search_cnn: finished" in completed.stderr
     assert (work / "run" / "study.log").is_file()
+
+
+def test_rerun_reuses_stages(smoke_run):
+    work, _, first, rerun = smoke_run
+    again = json.loads((work / "site" / "results.json").read_text())
+    assert "stage search_cnn: reused from an earlier run" in rerun.stderr
+    assert "refit_vit" in again["timings"]["reused"]
+    assert again["timings"]["stages"]["search_cnn"] == first["timings"]["stages"]["search_cnn"]
+    assert again["models"]["cnn"]["test"] == first["models"]["cnn"]["test"]
+    assert again["created"] == first["created"]

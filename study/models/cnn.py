@@ -39,7 +39,10 @@ class CNNHyperModel(kt.HyperModel):
         space = self.space
         blocks = int_hp(hp, "conv_blocks", space.conv_blocks)
         convs = hp.Choice("convs_per_block", list(space.convs_per_block))
-        batch_norm = hp.Choice("batch_norm", list(space.batch_norm))
+        if len(set(space.batch_norm)) == 2:
+            batch_norm = hp.Boolean("batch_norm")
+        else:
+            batch_norm = hp.Fixed("batch_norm", bool(space.batch_norm[0]))
         activation = hp.Choice("activation", list(space.activations))
 
         inputs = keras.Input(self.input_shape)
