@@ -75,20 +75,35 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def format_value(value: object) -> str:
-    """Format a config or hyperparameter value for a table cell."""
+    """Format a config or hyperparameter value for a table cell.
+
+    Integers get thousands separators ("4,000"), so do not pass a seed or a
+    year here: the tables print those with str().
+    """
     if value is None:
         return "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+        return f"{value:,}"
     if isinstance(value, float):
+        # A whole number such as a 3600.0 s limit prints like an int ("3,600"),
+        # where .4g would print 12000.0 as "1.2e+04".
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{value:,.0f}"
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_value(item) for item in value) + "]"
+        items = [format_value(item) for item in value]
+        return "[" + list_separator(items).join(items) + "]"
     if isinstance(value, dict):
-        return ", ".join(f"{key}: {format_value(item)}" for key, item in value.items())
+        items = [f"{key}: {format_value(item)}" for key, item in value.items()]
+        return list_separator(items).join(items)
     return str(value)
+
+
+def list_separator(items: list[str]) -> str:
+    """Return "; " when an item contains a comma, such as "2,048", else ", "."""
+    return "; " if any("," in item for item in items) else ", "
 
 
 def format_scientific(value: float) -> str:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 from report import tables
 from report.formatting import (
     ACCURACY_DECIMALS,
+    PERCENT_DECIMALS,
     format_accuracy,
     format_count,
     format_percent,
@@ -40,6 +42,8 @@ from report.layout import (
 )
 
 LEVEL_THRESHOLD_POINTS = 0.5  # accuracy gaps below this are reported as level
+HIGH_AUC = 0.9  # with an accuracy near chance, a macro-average AUC this high is explained
+CHANCE_MARGIN_POINTS = 5.0  # accuracy within this of 100 / classes counts as near chance
 MAX_NAMED_CLASSES = 3  # longer lists of tied classes are given as a count
 
 
@@ -136,21 +140,55 @@ def standard_error_points(accuracy: float, images: int) -> float:
     return 100.0 * math.sqrt(accuracy * (1.0 - accuracy) / images)
 
 
+def _all_or_none_correct(accuracy: float, images: int) -> str | None:
+    # "all" or "none" when the accuracy is 1 or 0 to within half an image, so
+    # a float32 accuracy such as 0.99999994 counts as every image correct.
+    correct = round(float(accuracy) * images)
+    if correct >= images:
+        return "all"
+    if correct <= 0:
+        return "none"
+    return None
+
+
+def _zero_error_sentence(model: dict, images: int, outcome: str) -> str:
+    # At an accuracy of 0 or 1, sqrt(p(1-p)/n) is 0, which would suggest no
+    # uncertainty at all, so the sentence states why that 0 is not informative.
+    count = format_count(images)
+    if outcome == "all":
+        fact = f"{sentence_case(the(model))} classified all {count} test images correctly"
+    else:
+        fact = f"{sentence_case(the(model))} classified none of its {count} test images correctly"
+    return (f"{fact}, so the binomial standard error of its accuracy is 0. That value "
+            f"understates the uncertainty of an accuracy measured on {count} images.")
+
+
 def uncertainty_sentence(results: dict) -> str:
-    """Give each test accuracy's binomial standard error, with the run's scope."""
+    """Give each test accuracy's binomial standard error, with the run's scope.
+
+    A model with every test image right (or every one wrong) gets a sentence
+    of its own in place of a standard error of 0.
+    """
     config = results["config"]
-    parts = []
+    parts, zero_error = [], []
     for _, model in model_items(results):
         images = model["test"].get("images")
-        if images:
-            error = standard_error_points(model["test"]["accuracy"], images)
+        if not images:
+            continue
+        accuracy = model["test"]["accuracy"]
+        outcome = _all_or_none_correct(accuracy, images)
+        if outcome:
+            zero_error.append(_zero_error_sentence(model, images, outcome))
+        else:
+            error = standard_error_points(accuracy, images)
             parts.append(f"{error:.1f} for {the(model)} ({format_count(images)} test images)")
-    scope = (f"These results come from one run with seed {config.get('seed')} on the "
-             f"{config.get('preset')} preset.")
-    if not parts:
-        return scope
-    return (f"{scope} The binomial standard error of each test accuracy, in percentage "
-            f"points, is {join_words(parts)}.")
+    sentences = [f"These results come from one run with seed {config.get('seed')} on the "
+                 f"{config.get('preset')} preset."]
+    if parts:
+        subject = ("The binomial standard error of each test accuracy" if len(parts) > 1
+                   else "The binomial standard error of the test accuracy")
+        sentences.append(f"{subject}, in percentage points, is {join_words(parts)}.")
+    return " ".join(sentences + zero_error)
 
 
 # ---- Confusions and per-class difficulty ------------------------------------
@@ -251,11 +289,15 @@ def difficulty_sentence(model: dict) -> str:
 
 
 def shared_hardest_sentence(results: dict) -> str | None:
-    """Name the classes that are hardest for every model, or return None if there are none."""
+    """Name the classes that are hardest for every model, or return None if there are none.
+
+    A model whose printed recalls are all equal has no hardest class, so any
+    such model also gives None.
+    """
     sets = []
     for _, model in model_items(results):
         extremes = recall_extremes(model["per_class"])
-        if extremes is None:
+        if extremes is None or extremes.easiest_recall == extremes.hardest_recall:
             return None
         sets.append(extremes.hardest)
     if len(sets) < 2:
@@ -318,6 +360,9 @@ def auc_sentence(model: dict) -> str:
     text = (f"{sentence_case(the(model))} has a micro-average AUC of "
             f"{format_score(roc['micro_auc'])} and a macro-average AUC of "
             f"{format_score(roc['macro_auc'])}.")
+    gap = ranking_without_accuracy_sentence(model, after_auc=True)
+    if gap:
+        text += f" {gap}"
     undefined = undefined_auc_classes(model)
     if not undefined:
         return text
@@ -334,6 +379,37 @@ def auc_sentence(model: dict) -> str:
     return text
 
 
+def ranking_without_accuracy_sentence(model: dict, after_auc: bool = False) -> str | None:
+    """Explain a high macro-average AUC next to an accuracy near chance, or return None.
+
+    It applies when the printed macro-average AUC is at least HIGH_AUC and the
+    printed accuracy is within CHANCE_MARGIN_POINTS of 100 / number of classes.
+    With `after_auc`, the text follows a sentence that already gave the AUC.
+    """
+    macro = model["roc"].get("macro_auc")
+    classes = len(model["per_class"])
+    if not _is_defined(macro) or classes == 0:
+        return None
+    chance = round(100.0 / classes, ACCURACY_DECIMALS)
+    accuracy = round_accuracy(model["test"]["accuracy"])
+    distance = round(abs(accuracy - chance), ACCURACY_DECIMALS)
+    if round_score(macro) < HIGH_AUC or distance > CHANCE_MARGIN_POINTS:
+        return None
+
+    accuracy_text = format_accuracy(model["test"]["accuracy"])
+    near_chance = (f"within {CHANCE_MARGIN_POINTS:g} percentage points of the chance level "
+                   f"of {chance:.1f}% for {classes} classes")
+    if after_auc:
+        text = f"Its test accuracy of {accuracy_text}, however, is {near_chance}."
+    else:
+        text = (f"{sentence_case(the(model))} has a macro-average AUC of {format_score(macro)} "
+                f"but a test accuracy of {accuracy_text}, {near_chance}.")
+    return (f"{text} Its scores rank the images of each class well, but picking the class "
+            f"with the highest score (the argmax) often gives the wrong class. That happens "
+            f"when the predicted probabilities are poorly calibrated, for example after very "
+            f"short training.")
+
+
 def auc_comparison_sentence(results: dict) -> str | None:
     """Name the model with the highest macro-average AUC, or return None with one model."""
     models = results["models"]
@@ -344,7 +420,8 @@ def auc_comparison_sentence(results: dict) -> str | None:
         return None
     leaders = _leaders(printed)
     if len(leaders) == len(printed):
-        return (f"All models have the same macro-average AUC to three decimals, "
+        every = "Both models have" if len(printed) == 2 else "All models have"
+        return (f"{every} the same macro-average AUC to three decimals, "
                 f"{format_score(printed[leaders[0]])}.")
     if len(leaders) > 1:
         names = join_words([models[key]["label"] for key in leaders])
@@ -383,20 +460,34 @@ def parameter_sentence(results: dict) -> str:
 def search_sentence(model: dict) -> str:
     """Summarise a model's Hyperband search: trials, their outcomes and the best trial."""
     search = model["search"]
-    outcomes = []
-    for field, words in (("completed", "completed"), ("failed", "failed"),
-                         ("stopped_by_guard", "stopped by a guard")):
-        if search.get(field) is not None:
-            outcomes.append(f"{search[field]} {words}")
     text = (f"The search for {the(model)} ran {format_count(search.get('trials'), 'n/a')} "
             f"trials in {format_seconds(search.get('seconds'))}")
-    text += f" ({join_words(outcomes)})." if outcomes else "."
+    outcomes = _trial_outcomes(search)
+    text += f", of which {join_words(outcomes)}." if outcomes else "."
     if search.get("best_val_accuracy") is not None:
         trial = search.get("best_trial_id")
         trial_text = f" ({trial})" if trial is not None else ""
         text += (f" The best trial{trial_text} reached a validation accuracy of "
                  f"{format_accuracy(search['best_val_accuracy'])}.")
     return text
+
+
+def _trial_outcomes(search: dict) -> list[str]:
+    # A guard stops a trial early but the trial still reports a score, so the
+    # guard-stopped trials are a subset of the completed ones, not a third outcome.
+    completed, failed = search.get("completed"), search.get("failed")
+    guarded = search.get("stopped_by_guard")
+    outcomes = []
+    if completed is not None:
+        text = f"{format_count(completed)} completed"
+        if guarded:
+            text += f" ({format_count(guarded)} of them stopped early by a guard)"
+        outcomes.append(text)
+    elif guarded:
+        outcomes.append(f"{format_count(guarded)} stopped early by a guard")
+    if failed is not None:
+        outcomes.append(f"{format_count(failed)} failed")
+    return outcomes
 
 
 def refit_sentence(model: dict, refit_config: dict) -> str:
@@ -461,6 +552,53 @@ def _share_range(balance: list[dict], field: str, split_words: str) -> str:
             f"{format_percent(shares[highest[0]] / 100)} ({name_classes(highest)})")
 
 
+def _sample_sentence(split_words: str, requested: int | None, available: int | None) -> str:
+    # requested is the preset's sample size (None = all), available the images
+    # the data set has (None when results.json does not record it).
+    if requested is None:
+        count = f" {format_count(available)}" if available is not None else ""
+        return f"The preset uses all{count} {split_words}."
+    if available is None:
+        return (f"The preset asks for a stratified sample of up to {format_count(requested)} "
+                f"{split_words}.")
+    if requested >= available:
+        return (f"The preset asks for up to {format_count(requested)} {split_words}, and the "
+                f"data set has {format_count(available)}, so all were used.")
+    return (f"The preset asks for a stratified sample of {format_count(requested)} of the "
+            f"{format_count(available)} {split_words}.")
+
+
+def sample_sentences(results: dict) -> list[str]:
+    """Compare the preset's requested training and test samples with the data set's size."""
+    config, available = results["config"], results["data"].get("available", {})
+    return [
+        _sample_sentence("training images", config.get("train_images"), available.get("train")),
+        _sample_sentence("test images", config.get("test_images"), available.get("test")),
+    ]
+
+
+def source_name(results: dict) -> str | None:
+    """Return the file or folder name the images were read from, without its directories.
+
+    results.json stores only the name. An older run that stored a full path
+    is cut to its last part as well, so the site does not show a local path.
+    """
+    source = str(results["data"].get("source") or "").rstrip("/\\")
+    if not source:
+        return None
+    return re.split(r"[/\\]", source)[-1]
+
+
+def subtitle(results: dict) -> str:
+    """Write the line under the title: the data set unless the title names it, preset and seed."""
+    config = results["config"]
+    settings = f"preset {config.get('preset', 'n/a')}, seed {config.get('seed', 'n/a')}"
+    dataset = results["data"]["name"]
+    if dataset in results.get("title", ""):
+        return sentence_case(settings)
+    return f"{dataset}, {settings}"
+
+
 def balance_sentence(results: dict) -> str:
     """Give the smallest and largest class share in the training and test splits."""
     balance = results["exploration"]["class_balance"]
@@ -469,19 +607,29 @@ def balance_sentence(results: dict) -> str:
     return f"{sentence_case(train)}, and {test}."
 
 
-def saturation_by_channel(results: dict) -> dict[str, float]:
+def extreme_value_fact(results: dict, field: str, value: int) -> str:
+    """Name the channel with the largest share of pixels at `value` (0 or 255).
+
+    `field` is the channel statistic that contains the share, "zero_share" or
+    "saturated_share". The comparison is across channels at one pixel value.
+    """
     channels = results["exploration"]["pixels"]["channels"]
-    return {name: stats["saturated_share"] for name, stats in channels.items()}
-
-
-def saturation_fact(results: dict) -> str:
-    """State the channel with the largest share of saturated values, e.g. "2.40% of ..."."""
-    shares = {name: round_percent(share) for name, share in saturation_by_channel(results).items()}
+    shares = {name: round_percent(stats[field]) for name, stats in channels.items()}
     top = _leaders(shares)
+    share_text = format_percent(shares[top[0]] / 100)
     if len(top) == len(shares):
-        return f"{format_percent(shares[top[0]] / 100)} of the values in every channel are 255"
-    names = join_words(top)
-    return f"{format_percent(shares[top[0]] / 100)} of {names} values are 255, the largest share"
+        return f"every channel has {share_text} of its values at {value}"
+    if len(top) == 1:
+        return f"the {top[0]} channel has the largest share of values at {value} ({share_text})"
+    return (f"the {join_words(top)} channels have the largest share of values at {value} "
+            f"({share_text} each)")
+
+
+def histogram_fact(results: dict) -> str:
+    """State which channel has the most pixels at 255 and which at 0, as one sentence."""
+    saturated = extreme_value_fact(results, "saturated_share", 255)
+    zero = extreme_value_fact(results, "zero_share", 0)
+    return f"{sentence_case(saturated)}, and {zero}."
 
 
 def pixel_sentence(results: dict) -> str:
@@ -512,17 +660,31 @@ def fourier_sentence(results: dict) -> str:
 
 
 def energy_sentence(results: dict) -> str:
-    """Give the share of spectral energy each filter width keeps."""
+    """Give the share of spectral energy each filter width keeps.
+
+    The energy a filter passes is the sum of |F|^2 times the squared gain.
+    With a low-pass gain g and a high-pass gain 1 - g, both in [0, 1], the
+    two squared gains add up to 1 - 2g(1 - g), so the two shares add up to
+    100% at most. The sentence states their sum only as printed.
+    """
     fourier = results["exploration"]["fourier"]
+    rows = list(zip(fourier["filter_widths"], fourier["low_pass_energy_kept"],
+                    fourier["high_pass_energy_kept"]))
+    if not rows:
+        return "No filter widths were configured."
     parts = [
         f"at width {width:g} the low-pass keeps {format_percent(low)} and the high-pass "
         f"{format_percent(high)}"
-        for width, low, high in zip(fourier["filter_widths"], fourier["low_pass_energy_kept"],
-                                    fourier["high_pass_energy_kept"])
+        for width, low, high in rows
     ]
-    if not parts:
-        return "No filter widths were configured."
-    return f"Of the images' spectral energy, {join_words(parts)}."
+    text = f"Of the images' spectral energy, {join_words(parts)}."
+    sums = [round(round_percent(low) + round_percent(high), PERCENT_DECIMALS)
+            for _, low, high in rows]
+    if all(total < 100.0 for total in sums):
+        text += (" At each width the two shares add up to less than 100%. Where the "
+                 "low-pass gain g lies between 0 and 1, the two filters together pass only "
+                 "g² + (1 − g)² of a frequency's energy, which is less than 1.")
+    return text
 
 
 # ---- Captions ---------------------------------------------------------------
@@ -565,7 +727,7 @@ def _figure_texts(results: dict) -> dict[str, tuple[str, str]]:
         ),
         "pixel_histograms": (
             f"Number of pixels at each value from 0 to 255, per colour channel. "
-            f"{sentence_case(saturation_fact(results))}.",
+            f"{histogram_fact(results)}",
             "Line chart of pixel value counts for the red, green and blue channels.",
         ),
         "samples": (
@@ -676,7 +838,10 @@ def _table_views(results: dict) -> list[tables.TableView]:
 
 def _table_captions(results: dict) -> dict[str, str]:
     data = results["data"]
-    timings = results["timings"]
+    timings_caption = (f"Wall time per stage, "
+                       f"{format_seconds(results['timings'].get('total_seconds'))} in total.")
+    if tables.reused_stages(results):
+        timings_caption += " A stage marked reused took its time in an earlier run."
     captions = {
         "class_balance": "Images per class in the training and test splits.",
         "pixel_channels": "Pixel statistics per channel on the 0-255 scale.",
@@ -692,8 +857,7 @@ def _table_captions(results: dict) -> dict[str, str]:
                           "for a class with no test images."),
         "environment": "Run settings and hardware.",
         "packages": "Package versions recorded by the run.",
-        "timings": (f"Wall time per stage, {format_seconds(timings.get('total_seconds'))} "
-                    f"in total."),
+        "timings": timings_caption,
     }
     for key, model in model_items(results):
         captions[f"search_space_{key}"] = (
@@ -712,6 +876,22 @@ def number_tables(results: dict) -> dict[str, tables.TableView]:
         view.key: dataclasses.replace(view, number=index, caption=captions[view.key])
         for index, view in enumerate(_table_views(results), start=1)
     }
+
+
+# ---- Timings -------------------------------------------------------------------
+
+
+def reuse_sentence(results: dict) -> str | None:
+    """Name the stages whose outputs an earlier invocation computed, or return None."""
+    reused = tables.reused_stages(results)
+    if not reused:
+        return None
+    names = join_words([tables.stage_name(stage, results) for stage in reused])
+    if len(reused) == 1:
+        return (f"The outputs of the stage {names} were reused from an earlier run, so its wall "
+                f"time is the time of that original computation, and the total includes it.")
+    return (f"The outputs of the stages {names} were reused from an earlier run, so their wall "
+            f"times are the times of that original computation, and the total includes them.")
 
 
 # ---- Context ------------------------------------------------------------------
@@ -740,6 +920,10 @@ def conclusion_sentences(results: dict) -> list[str]:
     auc = auc_comparison_sentence(results)
     if auc:
         sentences.append(auc)
+    for _, model in model_items(results):
+        gap = ranking_without_accuracy_sentence(model)
+        if gap:
+            sentences.append(gap)
     sentences.append(parameter_sentence(results))
     sentences.append(time_sentence(results))
     class_names = results["data"]["class_names"]
@@ -778,17 +962,15 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
     return {
         "title": results.get("title", "Study report"),
         "created": format_timestamp(results.get("created", "unknown")),
+        "subtitle": subtitle(results),
         "dataset": data["name"],
-        "source": data.get("source") or "unknown",
+        "source": source_name(results),
         "class_count": len(class_names),
         "image_size": " x ".join(str(side) for side in shape),
-        "available": {split: format_count(count) for split, count in
-                      data.get("available", {}).items()},
         "used": {split: format_count(count) for split, count in data["used"].items()},
+        "samples": sample_sentences(results),
         "preset": config.get("preset", "n/a"),
         "seed": config.get("seed", "n/a"),
-        "train_images_setting": format_count(config.get("train_images")),
-        "test_images_setting": format_count(config.get("test_images")),
         "validation_percent": format_percent(config.get("validation_fraction", 0.0), 0),
         "models": models,
         "abstract": abstract_sentences(results),
@@ -803,6 +985,7 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
         "uncertainty": uncertainty_sentence(results),
         "conclusions": conclusion_sentences(results),
         "total_time": format_seconds(results["timings"].get("total_seconds")),
+        "reuse": reuse_sentence(results),
         "figures": number_figures(results, figures),
         "tables": number_tables(results),
     }

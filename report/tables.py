@@ -18,6 +18,7 @@ from report.formatting import (
     format_timestamp,
     format_value,
     humanize_key,
+    list_separator,
 )
 
 
@@ -102,7 +103,7 @@ def format_space_entry(value: object) -> str:
         items = [format_value(item) for item in value]
         if len(items) == 1:
             return f"{items[0]} (fixed)"
-        return ", ".join(items[:-1]) + f" or {items[-1]}"
+        return list_separator(items).join(items[:-1]) + f" or {items[-1]}"
     # Anything else (a number, or a group of fixed settings) is not searched.
     return f"{format_value(value)} (fixed)"
 
@@ -156,8 +157,9 @@ def search_outcome_table(results: dict) -> TableView:
         ("Trials", lambda m: format_count(m["search"].get("trials"), "n/a")),
         ("Completed", lambda m: format_count(m["search"].get("completed"), "n/a")),
         ("Failed", lambda m: format_count(m["search"].get("failed"), "n/a")),
-        ("Stopped by a guard", lambda m: format_count(m["search"].get("stopped_by_guard"),
-                                                      "n/a")),
+        # Guard-stopped trials still report a score, so they count as completed.
+        ("Completed but stopped early by a guard",
+         lambda m: format_count(m["search"].get("stopped_by_guard"), "n/a")),
         ("Best trial", lambda m: str(m["search"].get("best_trial_id", "n/a"))),
         ("Best validation accuracy",
          lambda m: format_accuracy(m["search"].get("best_val_accuracy"))),
@@ -292,22 +294,31 @@ def packages_table(results: dict) -> TableView:
     )
 
 
-def _stage_name(stage: str, labels: dict[str, str]) -> str:
-    # "search_cnn" -> "Search (CNN)" when the suffix is a model key.
+def stage_name(stage: str, results: dict) -> str:
+    """Turn a timings stage key into its display name: "search_cnn" -> "Search (CNN)"."""
+    labels = {key: model["label"] for key, model in model_items(results)}
     prefix, _, suffix = stage.rpartition("_")
     if prefix and suffix in labels:
         return f"{humanize_key(prefix).capitalize()} ({labels[suffix]})"
     return humanize_key(stage).capitalize()
 
 
+def reused_stages(results: dict) -> list[str]:
+    """Return the stage keys whose outputs came from an earlier invocation (none if unset)."""
+    return list(results["timings"].get("reused") or [])
+
+
 def timings_table(results: dict) -> TableView:
     timings = results["timings"]
     total = timings.get("total_seconds")
-    labels = {key: model["label"] for key, model in model_items(results)}
+    reused = reused_stages(results)
     rows = []
     for stage, seconds in timings.get("stages", {}).items():
         share = format_percent(seconds / total, 1) if total else "n/a"
-        rows.append([_stage_name(stage, labels), format_seconds(seconds), share])
+        name = stage_name(stage, results)
+        if stage in reused:
+            name += " (reused)"
+        rows.append([name, format_seconds(seconds), share])
     rows.append(["Total", format_seconds(total), format_percent(1.0, 1) if total else "n/a"])
     return TableView(
         key="timings",

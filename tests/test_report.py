@@ -21,7 +21,7 @@ import pytest
 from report_fixture import make_run_dir
 
 from report import figures, narrative, render
-from report.formatting import format_accuracy, format_timestamp
+from report.formatting import format_accuracy, format_timestamp, format_value
 from report.run_folder import RunFolderError, load_run
 
 SECTION_TITLES = ("Data", "Exploration", "Preprocessing", "Models and search", "Refit",
@@ -97,6 +97,49 @@ def test_winner_single_model():
         "Only the CNN was evaluated: its test accuracy is 70.0%.")
 
 
+# ---- Uncertainty ----------------------------------------------------------------
+
+
+def _uncertainty_results(cnn: float, vit: float, images: int = 20) -> dict:
+    results = _two_models(cnn, vit)
+    for model in results["models"].values():
+        model["test"]["images"] = images
+    results["config"] = {"seed": 42, "preset": "quick"}
+    return results
+
+
+def test_uncertainty_all_correct_not_zero():
+    sentence = narrative.uncertainty_sentence(_uncertainty_results(0.6, 1.0))
+    assert "The binomial standard error of the test accuracy, in percentage points, is 11.0 " \
+           "for the CNN (20 test images)." in sentence
+    assert ("The ViT classified all 20 test images correctly, so the binomial standard error "
+            "of its accuracy is 0. That value understates the uncertainty of an accuracy "
+            "measured on 20 images.") in sentence
+    assert "0.0" not in sentence
+
+
+def test_uncertainty_none_correct_float32():
+    # Keras reports accuracies as float32, so 1.0 may arrive as 0.99999994.
+    sentence = narrative.uncertainty_sentence(_uncertainty_results(0.0, 0.99999994))
+    assert "The CNN classified none of its 20 test images correctly" in sentence
+    assert "The ViT classified all 20 test images correctly" in sentence
+    assert "percentage points" not in sentence
+
+
+# ---- Search -----------------------------------------------------------------------
+
+
+def test_search_sentence_guard_among_completed():
+    model = {"label": "CNN", "search": {"trials": 5, "completed": 5, "failed": 0,
+                                        "stopped_by_guard": 2, "seconds": 70.0}}
+    assert narrative.search_sentence(model) == (
+        "The search for the CNN ran 5 trials in 1 min 10 s, of which 5 completed (2 of them "
+        "stopped early by a guard) and 0 failed.")
+    model["search"]["stopped_by_guard"] = 0
+    assert narrative.search_sentence(model) == (
+        "The search for the CNN ran 5 trials in 1 min 10 s, of which 5 completed and 0 failed.")
+
+
 # ---- Confusions and difficulty ------------------------------------------------
 
 
@@ -170,6 +213,17 @@ def test_shared_hardest_identical_sets():
         "Both models have the lowest recall on the same classes: a and c.")
 
 
+def test_shared_hardest_none_when_recalls_equal():
+    # A model with the same recall on every class has no hardest class.
+    results = {"models": {
+        "cnn": {"label": "CNN", "per_class": _per_class({"dark": 0.2, "light": 0.9})},
+        "vit": {"label": "ViT", "per_class": _per_class({"dark": 1.0, "light": 1.0})},
+    }}
+    assert narrative.shared_hardest_sentence(results) is None
+    assert narrative.difficulty_sentence(results["models"]["vit"]) == (
+        "For the ViT, every class has the same recall, 1.000.")
+
+
 def test_shared_hardest_partial_overlap():
     results = {"models": {
         "cnn": {"label": "CNN", "per_class": _per_class({"a": 0.0, "b": 0.0, "c": 0.4})},
@@ -205,9 +259,53 @@ def test_auc_comparison_names_higher(tmp_path):
     assert narrative.auc_comparison_sentence(results) == (
         "The ViT has the higher macro-average AUC, 0.930 against 0.910 for the CNN.")
     results["models"]["vit"]["roc"]["macro_auc"] = 0.9104
-    assert "same macro-average AUC" in narrative.auc_comparison_sentence(results)
+    assert narrative.auc_comparison_sentence(results) == (
+        "Both models have the same macro-average AUC to three decimals, 0.910.")
     results["models"]["vit"]["roc"]["macro_auc"] = float("nan")
     assert narrative.auc_comparison_sentence(results) is None
+
+
+def test_auc_comparison_three_models_all(tmp_path):
+    results = _fixture_results(tmp_path, accuracies={"cnn": 0.6, "vit": 0.5, "mlp": 0.4})
+    for model in results["models"].values():
+        model["roc"]["macro_auc"] = 0.8
+    assert narrative.auc_comparison_sentence(results).startswith(
+        "All models have the same macro-average AUC")
+
+
+def test_ranking_without_accuracy_explained():
+    model = {"label": "CNN", "test": {"accuracy": 0.5, "images": 20},
+             "per_class": _per_class({"a": 1.0, "b": 0.0}),
+             "roc": {"micro_auc": 1.0, "macro_auc": 1.0, "per_class_auc": {"a": 1.0, "b": 1.0}}}
+    sentence = narrative.ranking_without_accuracy_sentence(model)
+    assert sentence.startswith(
+        "The CNN has a macro-average AUC of 1.000 but a test accuracy of 50.0%, within 5 "
+        "percentage points of the chance level of 50.0% for 2 classes.")
+    assert "poorly calibrated" in sentence
+    assert narrative.auc_sentence(model) == (
+        "The CNN has a micro-average AUC of 1.000 and a macro-average AUC of 1.000. Its test "
+        "accuracy of 50.0%, however, is within 5 percentage points of the chance level of "
+        "50.0% for 2 classes." + sentence.split("2 classes.")[1])
+
+
+def test_ranking_without_accuracy_only_when_shown():
+    model = {"label": "CNN", "test": {"accuracy": 0.5, "images": 20},
+             "per_class": _per_class({"a": 1.0, "b": 0.0}),
+             "roc": {"micro_auc": 0.9, "macro_auc": 0.899, "per_class_auc": {}}}
+    assert narrative.ranking_without_accuracy_sentence(model) is None
+    model["roc"]["macro_auc"] = 0.95
+    model["test"]["accuracy"] = 0.551  # 55.1% is 5.1 points above chance
+    assert narrative.ranking_without_accuracy_sentence(model) is None
+    model["test"]["accuracy"] = 0.55  # 5.0 points is still near chance
+    assert narrative.ranking_without_accuracy_sentence(model) is not None
+
+
+def test_ranking_without_accuracy_in_conclusions(tmp_path):
+    results = _fixture_results(tmp_path, class_names=("a", "b"),
+                               accuracies={"cnn": 0.5, "vit": 0.9})
+    results["models"]["cnn"]["roc"]["macro_auc"] = 1.0
+    conclusions = narrative.conclusion_sentences(results)
+    assert sum("chance level" in sentence for sentence in conclusions) == 1
 
 
 def test_balance_sentence_min_max(tmp_path):
@@ -219,13 +317,101 @@ def test_balance_sentence_min_max(tmp_path):
     assert sentence.endswith("every class has 25.00% of the test images.")
 
 
-def test_saturation_fact_names_channel(tmp_path):
+def test_histogram_fact_names_value_and_channel(tmp_path):
+    # More pixels sit at 0 than at 255, so the caption must name the pixel value it compares.
     results = _fixture_results(tmp_path)
     channels = results["exploration"]["pixels"]["channels"]
-    channels["red"]["saturated_share"] = 0.024
-    channels["green"]["saturated_share"] = 0.01
-    channels["blue"]["saturated_share"] = 0.002
-    assert narrative.saturation_fact(results) == "2.40% of red values are 255, the largest share"
+    for name, saturated, zero in (("red", 0.024, 0.01), ("green", 0.01, 0.05),
+                                  ("blue", 0.002, 0.03)):
+        channels[name]["saturated_share"] = saturated
+        channels[name]["zero_share"] = zero
+    assert narrative.histogram_fact(results) == (
+        "The red channel has the largest share of values at 255 (2.40%), and the green "
+        "channel has the largest share of values at 0 (5.00%).")
+
+
+def test_histogram_fact_ties_and_all_equal(tmp_path):
+    results = _fixture_results(tmp_path)
+    channels = results["exploration"]["pixels"]["channels"]
+    for name in ("red", "green", "blue"):
+        channels[name]["zero_share"] = 0.01
+        channels[name]["saturated_share"] = 0.0 if name == "blue" else 0.02
+    assert narrative.histogram_fact(results) == (
+        "The red and green channels have the largest share of values at 255 (2.00% each), "
+        "and every channel has 1.00% of its values at 0.")
+
+
+def test_sample_sentences_request_over_data(tmp_path):
+    results = _fixture_results(tmp_path)
+    results["data"]["available"] = {"train": 60, "test": 20}
+    results["config"]["train_images"] = 400
+    results["config"]["test_images"] = None
+    assert narrative.sample_sentences(results) == [
+        "The preset asks for up to 400 training images, and the data set has 60, so all were "
+        "used.",
+        "The preset uses all 20 test images.",
+    ]
+
+
+def test_sample_sentences_request_under_data(tmp_path):
+    results = _fixture_results(tmp_path)
+    results["config"]["train_images"] = 4000
+    results["config"]["test_images"] = 10000
+    assert narrative.sample_sentences(results) == [
+        "The preset asks for a stratified sample of 4,000 of the 50,000 training images.",
+        "The preset asks for up to 10,000 test images, and the data set has 10,000, so all "
+        "were used.",
+    ]
+    del results["data"]["available"]
+    assert narrative.sample_sentences(results)[0] == (
+        "The preset asks for a stratified sample of up to 4,000 training images.")
+
+
+def test_energy_sentence_shares_not_whole(tmp_path):
+    results = _fixture_results(tmp_path, filter_widths=(0.04,))
+    fourier = results["exploration"]["fourier"]
+    fourier["low_pass_energy_kept"] = [0.857]
+    fourier["high_pass_energy_kept"] = [0.0827]
+    sentence = narrative.energy_sentence(results)
+    assert sentence.startswith("Of the images' spectral energy, at width 0.04 the low-pass "
+                               "keeps 85.70% and the high-pass 8.27%.")
+    assert "add up to less than 100%" in sentence
+    fourier["high_pass_energy_kept"] = [0.143]
+    assert "100%" not in narrative.energy_sentence(results)
+
+
+def test_source_name_drops_directories(tmp_path):
+    results = _fixture_results(tmp_path)
+    assert narrative.source_name(results) == "cifar10-jpeg.tar.xz"
+    results["data"]["source"] = "/home/user/data/cifar10/"
+    assert narrative.source_name(results) == "cifar10"
+    results["data"]["source"] = "C:\\data\\cifar10-jpeg.tar.xz"
+    assert narrative.source_name(results) == "cifar10-jpeg.tar.xz"
+    results["data"]["source"] = None
+    assert narrative.source_name(results) is None
+
+
+def test_subtitle_skips_dataset_in_title(tmp_path):
+    results = _fixture_results(tmp_path)
+    assert narrative.subtitle(results) == "Preset quick, seed 42"
+    results["title"] = "CNN versus Vision Transformer"
+    assert narrative.subtitle(results) == "CIFAR-10, preset quick, seed 42"
+
+
+def test_reuse_sentence_names_stages(tmp_path):
+    results = _fixture_results(tmp_path)
+    assert narrative.reuse_sentence(results) is None
+    del results["timings"]["reused"]
+    assert narrative.reuse_sentence(results) is None
+    results["timings"]["reused"] = ["data", "search_cnn"]
+    assert narrative.reuse_sentence(results) == (
+        "The outputs of the stages Data and Search (CNN) were reused from an earlier run, so "
+        "their wall times are the times of that original computation, and the total includes "
+        "them.")
+    table = narrative.number_tables(results)["timings"]
+    assert [row[0] for row in table.rows[:3]] == [
+        "Data (reused)", "Exploration", "Search (CNN) (reused)"]
+    assert "marked reused" in table.caption
 
 
 def test_fourier_sentence_rounding_claim(tmp_path):
@@ -259,7 +445,7 @@ def test_captions_state_facts(tmp_path):
     keys = ["fourier", "pixel_histograms", "confusion_cnn"]
     numbered = narrative.number_figures(results, {key: f"figures/{key}.png" for key in keys})
     assert "Largest reconstruction error: 2.1e-13." in numbered["fourier"].caption
-    assert "values are 255" in numbered["pixel_histograms"].caption
+    assert "largest share of values at 255" in numbered["pixel_histograms"].caption
     assert "Most frequent confusion: true" in numbered["confusion_cnn"].caption
 
 
@@ -390,6 +576,14 @@ def test_render_numbers_in_order(rendered):
         assert numbers, label
 
 
+def test_render_data_wording(rendered):
+    html = rendered["html"]
+    assert "read from <code>cifar10-jpeg.tar.xz</code>" in html
+    assert '<p class="subtitle">Preset quick, seed 42. Run created' in html
+    assert "settings: training sample" not in html
+    assert "keeps what the low-pass removes" not in html
+
+
 def test_render_undefined_auc_shown(rendered):
     assert "undefined" in rendered["html"]
 
@@ -504,9 +698,32 @@ def test_space_entry_formats():
     from report.tables import format_space_entry
 
     assert format_space_entry({"min": 1, "max": 3, "step": 1}) == "1 to 3"
-    assert format_space_entry({"min": 512, "max": 2048, "step": 512}) == "512 to 2048, step 512"
+    assert format_space_entry({"min": 512, "max": 2048, "step": 512}) == (
+        "512 to 2,048, step 512")
     assert format_space_entry({"min": 1e-5, "max": 1e-3, "step": None, "log": True}) == (
         "1e-05 to 0.001, log-uniform")
     assert format_space_entry({"min": 3, "max": 3, "step": 1}) == "3 (fixed)"
     assert format_space_entry(["relu", "elu", "gelu"]) == "relu, elu or gelu"
     assert format_space_entry(["adam"]) == "adam (fixed)"
+    assert format_space_entry([512, 1024, 2048]) == "512; 1,024 or 2,048"
+
+
+def test_format_value_thousands_separator():
+    assert format_value(999) == "999"
+    assert format_value(1000) == "1,000"
+    assert format_value(4000) == "4,000"
+    assert format_value(3600.0) == "3,600"
+    assert format_value(0.0016) == "0.0016"
+    assert format_value([128, 4096]) == "[128; 4,096]"
+    assert format_value({"units": 1024, "dropout": 0.3}) == "units: 1,024; dropout: 0.3"
+
+
+def test_tables_separate_thousands_not_seed(tmp_path):
+    results = _fixture_results(tmp_path)
+    results["config"]["seed"] = 2024
+    results["config"]["cnn"]["search"]["train_images"] = 4000
+    tables = narrative.number_tables(results)
+    settings = {row[0]: row[1] for row in tables["search_settings"].rows}
+    assert settings["train images"] == "4,000"
+    environment = dict(tables["environment"].rows)
+    assert environment["Seed"] == "2024"
