@@ -629,6 +629,16 @@ def histogram_fact(results: dict) -> str:
     """State which channel has the most pixels at 255 and which at 0, as one sentence."""
     saturated = extreme_value_fact(results, "saturated_share", 255)
     zero = extreme_value_fact(results, "zero_share", 0)
+    channels = results["exploration"]["pixels"]["channels"]
+    top_saturated = _leaders({name: round_percent(stats["saturated_share"])
+                              for name, stats in channels.items()})
+    top_zero = _leaders({name: round_percent(stats["zero_share"])
+                         for name, stats in channels.items()})
+    if len(channels) > 1 and len(top_saturated) == 1 and top_saturated == top_zero:
+        name = top_saturated[0]
+        return (f"The {name} channel has the largest share of values at both ends: "
+                f"{format_percent(channels[name]['saturated_share'])} at 255 and "
+                f"{format_percent(channels[name]['zero_share'])} at 0.")
     return f"{sentence_case(saturated)}, and {zero}."
 
 
@@ -861,9 +871,8 @@ def _table_captions(results: dict) -> dict[str, str]:
     }
     for key, model in model_items(results):
         captions[f"search_space_{key}"] = (
-            f"Search space of {the(model)} as the run's config stores it. Depending on the "
-            f"entry, a list holds either the choices or the bounds (minimum, maximum and, "
-            f"for some entries, the step).")
+            f"Search space of {the(model)}: a range ('a to b'), a choice ('x or y'), "
+            f"or a value the search does not vary ('fixed').")
         captions[f"best_hyperparameters_{key}"] = (
             f"Best hyperparameters of {the(model)} found by the search.")
     return captions

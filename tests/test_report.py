@@ -727,3 +727,15 @@ def test_tables_separate_thousands_not_seed(tmp_path):
     assert settings["train images"] == "4,000"
     environment = dict(tables["environment"].rows)
     assert environment["Seed"] == "2024"
+
+
+def test_histogram_fact_same_channel_both_ends():
+    from report.narrative import histogram_fact
+
+    results = {"exploration": {"pixels": {"channels": {
+        "red": {"saturated_share": 0.0114, "zero_share": 0.0044},
+        "green": {"saturated_share": 0.0095, "zero_share": 0.0039},
+        "blue": {"saturated_share": 0.0123, "zero_share": 0.0108}}}}}
+    assert histogram_fact(results) == (
+        "The blue channel has the largest share of values at both ends: 1.23% at 255 "
+        "and 1.08% at 0.")
