@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-dir", default=None, type=Path, metavar="DIR",
                         help="folder for tuner state, models, logs and results.json "
                              "(default: runs/<preset>/); a rerun continues from it")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rebuild the site and PDF from the run folder's results.json "
+                             "and saved arrays, without loading data or training")
     parser.add_argument("--seed", default=None, type=int, metavar="N",
                         help="random seed for sampling, splits, shuffling and weights "
                              "(default: 42)")
@@ -57,14 +60,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def setup_logging(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
+def setup_logging(run_dir: Path | None) -> None:
+    """Log to the terminal and, with a run folder, to its study.log."""
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    logfile = logging.FileHandler(run_dir / "study.log")
-    for handler in (console, logfile):
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(run_dir / "study.log"))
+    for handler in handlers:
         handler.setFormatter(formatter)
-    logging.basicConfig(level=logging.INFO, handlers=[console, logfile], force=True)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
     # WeasyPrint logs every layout step at INFO; only its warnings matter here.
     for noisy in ("weasyprint", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -79,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.render_only:
+        setup_logging(None)
+        return render_only(args)
     setup_logging(args.run_dir)
 
     from report.render import OutputFolderError
@@ -104,6 +112,25 @@ def main(argv: list[str] | None = None) -> int:
                  model["test"]["accuracy"], model["roc"]["macro_auc"])
     print(f"site: {args.out / 'index.html'}")
     print(f"pdf:  {args.out / 'study.pdf'}")
+    return 0
+
+
+def render_only(args: argparse.Namespace) -> int:
+    """Re-render the report of a finished run; TensorFlow is never imported."""
+    from report.render import OutputFolderError, render_report
+    from report.run_folder import RunFolderError as ReportRunFolderError
+
+    if not (args.run_dir / "results.json").is_file():
+        log.error("no results.json in %s: run the study first, or pass the --run-dir of "
+                  "a finished run", args.run_dir)
+        return 1
+    try:
+        paths = render_report(args.run_dir, args.out, force=args.force)
+    except (OutputFolderError, ReportRunFolderError) as err:
+        log.error("%s", err)
+        return 1
+    print(f"site: {paths['site']}")
+    print(f"pdf:  {paths['pdf']}")
     return 0
 
 

@@ -7,6 +7,7 @@ the accuracies are near chance, and the checks are about the outputs.
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -122,3 +123,20 @@ def test_rerun_reuses_stages(smoke_run):
     assert again["timings"]["stages"]["search_cnn"] == first["timings"]["stages"]["search_cnn"]
     assert again["models"]["cnn"]["test"] == first["models"]["cnn"]["test"]
     assert again["created"] == first["created"]
+
+
+def test_render_only_needs_no_tensorflow(smoke_run, tmp_path):
+    work, *_ = smoke_run
+    # A tensorflow package that fails on import proves the path never loads it.
+    blocker = tmp_path / "blocker" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('render-only imported TensorFlow')\n")
+    command = [sys.executable, str(ROOT / "run_study.py"), "--render-only",
+               "--run-dir", str(work / "run"), "--out", str(tmp_path / "site")]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "blocker")}
+    completed = subprocess.run(command, cwd=work, capture_output=True, text=True,
+                               timeout=300, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert (tmp_path / "site" / "study.pdf").is_file()
+    assert (tmp_path / "site" / "index.html").read_text() == (
+        work / "site" / "index.html").read_text()
