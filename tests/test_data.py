@@ -217,3 +217,57 @@ def test_dataset_name_exact_match():
         dataset.source = source
         assert dataset.name == expected, source
         assert dataset.display_source == Path(source).name
+
+
+def test_truncated_pickle_named(tmp_path):
+    folder = _write_batches(tmp_path / "batches")
+    payload = (folder / "data_batch_1").read_bytes()
+    (folder / "data_batch_1").write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(DataError, match="data_batch_1: not a readable CIFAR-10 pickle"):
+        load_dataset(folder)
+
+
+def test_batch_missing_key_named(tmp_path):
+    folder = _write_batches(tmp_path / "batches")
+    (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)}))
+    with pytest.raises(DataError, match=r"data_batch_2: missing key\(s\) \['labels'\]"):
+        load_dataset(folder)
+
+
+def test_batch_wrong_row_length(tmp_path):
+    folder = _write_batches(tmp_path / "batches")
+    (folder / "test_batch").write_bytes(_batch_bytes(np.zeros((2, 3000), np.uint8), [0, 1]))
+    with pytest.raises(DataError, match="rows of 3072 values"):
+        load_dataset(folder)
+
+
+def test_archive_link_refused(tmp_path):
+    archive = tmp_path / "links.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("pics/train/cat/0.png")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(DataError, match="is a link"):
+        load_dataset(archive)
+
+
+def test_empty_folder_explained(tmp_path):
+    with pytest.raises(DataError, match="no train/ folder found"):
+        load_dataset(tmp_path)
+
+
+def test_gray_rgba_and_notes_handled(tmp_path, caplog):
+    root = tmp_path / "tree"
+    for split in ("train", "test"):
+        for name, mode in (("gray", "L"), ("alpha", "RGBA")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new(mode, (8, 8)).save(folder / f"{i}.png")
+        (root / split / "gray" / "README.txt").write_text("not an image")
+    with caplog.at_level("WARNING"):
+        dataset = load_dataset(root)
+    assert dataset.x_train.shape == (4, 8, 8, 3)
+    assert dataset.class_names == ("alpha", "gray")
+    assert "skipped 2 files without an image suffix" in caplog.text
