@@ -53,9 +53,29 @@ class RunFolder:
         tmp.replace(path)
 
 
+def _resolved(data_path: str | None) -> str | None:
+    return str(Path(data_path).expanduser().resolve()) if data_path else None
+
+
+def changed_keys(before, after, prefix: str = "") -> list[str]:
+    """List the dotted keys whose values differ between two nested dicts.
+
+    >>> changed_keys({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0})
+    ['a.c', 'd']
+    """
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return [prefix] if before != after else []
+    keys = sorted(set(before) | set(after))
+    changes = []
+    for key in keys:
+        path = f"{prefix}.{key}" if prefix else key
+        changes += changed_keys(before.get(key), after.get(key), path)
+    return changes
+
+
 def config_hash(config: StudyConfig, data_path: str | None) -> str:
-    data = str(Path(data_path).expanduser().resolve()) if data_path else None
-    payload = json.dumps({"config": to_dict(config), "data": data}, sort_keys=True)
+    payload = json.dumps({"config": to_dict(config), "data": _resolved(data_path)},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -67,11 +87,16 @@ def _check_manifest(run: RunFolder, config: StudyConfig, data_path: str | None) 
     if manifest.exists() and finished:
         recorded = json.loads(manifest.read_text())
         if recorded.get("config_hash") != digest:
+            now = {"config": to_dict(config), "data": _resolved(data_path)}
+            before = {"config": recorded.get("config"), "data": _resolved(recorded.get("data"))}
+            changes = changed_keys(before, now) or ["the config's format"]
+            shown = ", ".join(changes[:6])
+            if len(changes) > 6:
+                shown += f" and {len(changes) - 6} more"
             raise RunFolderError(
-                f"run folder {run.root} contains a study with another config or data "
-                f"(hash {recorded.get('config_hash')}, now {digest}); its trials must "
-                f"not be mixed with this one (finished stages: {', '.join(finished)}). "
-                "Pass another --run-dir, or delete that folder"
+                f"run folder {run.root} contains finished stages ({', '.join(finished)}) of a "
+                f"study whose settings differ in {shown}; its trials must not be mixed "
+                "with this one. Pass another --run-dir, or delete that folder to start over"
             )
         return
     run.root.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from study.config import build_config
-from study.pipeline import RunFolder, RunFolderError, StageTimer, _check_manifest
+from study.pipeline import RunFolder, RunFolderError, StageTimer, _check_manifest, changed_keys
 
 
 def test_changed_config_refused(tmp_path):
@@ -15,9 +15,11 @@ def test_changed_config_refused(tmp_path):
     _check_manifest(run, dataclasses.replace(config, seed=5), "data.tar.xz")
     _check_manifest(run, config, "data.tar.xz")
     run.save_stage("exploration", {})
-    changed = dataclasses.replace(config, seed=1)
-    with pytest.raises(RunFolderError, match="another --run-dir"):
+    changed = dataclasses.replace(config, seed=1, train_images=300)
+    with pytest.raises(RunFolderError, match="differ in config.seed, config.train_images;"):
         _check_manifest(run, changed, "data.tar.xz")
+    with pytest.raises(RunFolderError, match="another --run-dir"):
+        _check_manifest(run, config, "other.tar.xz")
 
 
 def test_cached_stage_reused_with_time(tmp_path):
@@ -47,3 +49,10 @@ def test_failed_stage_not_saved(tmp_path):
     with pytest.raises(RuntimeError):
         StageTimer().cached(run, "refit_cnn", broken)
     assert run.load_stage("refit_cnn") is None
+
+
+def test_changed_keys_dotted():
+    before = {"config": {"cnn": {"search": {"max_epochs": 2}}, "seed": 1}, "data": "a"}
+    after = {"config": {"cnn": {"search": {"max_epochs": 3}}, "seed": 1}, "data": "b"}
+    assert changed_keys(before, after) == ["config.cnn.search.max_epochs", "data"]
+    assert changed_keys(before, before) == []
