@@ -1,10 +1,10 @@
 """Every setting of a study run, typed, with its unit, in three presets.
 
-`smoke` is for tests (a few hundred images, one or two epochs), `quick` fits
-a 2-core laptop CPU in minutes, and `full` is the study at the scale of
-the 2024 CIFAR-10 notebook it reproduces, or larger, meant for a GPU. `build_config` picks a preset
-and applies the command-line overrides; `to_dict` gives the resolved config
-that goes into results.json.
+`smoke` is for tests (a few hundred images, one or two epochs). `quick` fits
+a 2-core laptop CPU in minutes. `full` is the study at the scale of the 2024
+CIFAR-10 notebook it reproduces, or larger, and is meant for a GPU.
+`build_config` picks a preset and applies the command-line overrides, and
+`to_dict` gives the resolved config that goes into results.json.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class CNNSpace:
     32*2^i is m in 1..8.
     """
 
-    # Tuples are choices; ranges say so by their type.
+    # Tuples are choices, and IntRange or FloatRange fields are ranges.
     conv_blocks: IntRange = IntRange(1, 3)
     convs_per_block: tuple[int, ...] = (1,)
     filter_multipliers: IntRange = IntRange(1, 8)

@@ -107,7 +107,8 @@ def test_class_folder_archive_loads(tmp_path):
     assert dataset.x_train.shape == (8, 8, 8, 3)
     # Labels follow folder names: apple is red, boat is blue.
     apple = dataset.x_train[dataset.y_train == 0]
-    assert apple[..., 0].min() == 255 and apple[..., 2].max() == 0
+    assert apple[..., 0].min() == 255
+    assert apple[..., 2].max() == 0
     assert dataset.name == "pics"
 
 
@@ -151,7 +152,8 @@ def test_stratified_sample_keeps_shares():
 def test_subsample_all_when_none(tmp_path):
     dataset = load_dataset(_class_tree_archive(tmp_path / "pics.tar.gz"))
     same = subsample(dataset, None, None, seed=0)
-    assert len(same.y_train) == 8 and len(same.y_test) == 4
+    assert len(same.y_train) == 8
+    assert len(same.y_test) == 4
 
 
 def test_keras_cache_reused(tmp_path):

@@ -1,8 +1,8 @@
 """The whole study on a slice of the real CIFAR-10 images, through the CLI.
 
 The slice (50 training and 20 test images per class) is cut from the JPEG
-archive beside the checkout; the smoke preset trains one or two epochs, so
-the accuracies are near chance, and the checks are about the outputs.
+archive beside the checkout. The smoke preset trains one or two epochs, so
+the accuracies are near chance and the checks are about the outputs.
 """
 
 import io
