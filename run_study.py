@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="size of the study: 'smoke' (a few hundred images, one or two epochs, for "
              "tests), 'quick' (a 2-core CPU in about 10 minutes), 'full' (the complete "
              "search on all images, for a GPU; hours on a CPU). Default: quick")
+
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick",
                         help="short for --preset quick")
     parser.add_argument(
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
              "tree train/<class>/*, test/<class>/* as a folder or a .tar, .tar.gz, "
              ".tgz or .tar.xz archive. Default: CIFAR-10 from the Keras cache "
              "(~/.keras/datasets), downloaded there when missing (163 MB)")
+
     parser.add_argument("--out", default="site", type=Path, metavar="DIR",
                         help="folder of the publishable site: index.html, figures/, "
                              "study.pdf, results.json. Default: site")
@@ -54,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", default=None, type=int, metavar="N",
                         help="random seed for sampling, splits, shuffling and weights "
                              "(default: 42)")
+
     args = parser.parse_args(argv)
     if args.run_dir is None:
         args.run_dir = Path("runs") / args.preset

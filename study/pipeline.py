@@ -90,12 +90,12 @@ def _check_manifest(run: RunFolder, config: StudyConfig, data_path: str | None) 
             now = {"config": to_dict(config), "data": _resolved(data_path)}
             before = {"config": recorded.get("config"), "data": _resolved(recorded.get("data"))}
             changes = changed_keys(before, now) or ["the config's format"]
-            shown = ", ".join(changes[:6])
+            change_list = ", ".join(changes[:6])
             if len(changes) > 6:
-                shown += f" and {len(changes) - 6} more"
+                change_list += f" and {len(changes) - 6} more"
             raise RunFolderError(
                 f"run folder {run.root} contains finished stages ({', '.join(finished)}) of a "
-                f"study whose settings differ in {shown}; its trials must not be mixed "
+                f"study whose settings differ in {change_list}; its trials must not be mixed "
                 "with this one. Pass another --run-dir, or delete that folder to start over"
             )
         return

@@ -151,12 +151,11 @@ class StudyHyperband(kt.Hyperband):
 
 
 def hyperband_trial_count(max_epochs: int, factor: int, iterations: int = 1) -> int:
-    """Number of trials keras-tuner's Hyperband runs when none fails.
+    """Return the number of trials keras-tuner 1.4.8's Hyperband runs when none fails.
 
-    Bracket s (from s_max down to 0) starts with
-    ceil(ceil(1 + log_factor(max_epochs)) / (s + 1) * factor**s) models and
-    keeps ceil(ceil(1 + log_factor(max_epochs)) / (s + 1) * factor**(s - r))
-    in round r; every round's models count as trials.
+    With E = ceil(1 + log_factor(max_epochs)), round r of bracket s (s from
+    s_max down to 0) runs ceil(E / (s + 1) * factor**(s - r)) models. Every
+    model of every round counts as one trial.
     """
     brackets, epochs = 0, float(max_epochs)
     while epochs >= 1:

@@ -27,16 +27,16 @@ SECTION_TITLES = ("Data", "Exploration", "Preprocessing", "Models and search", "
 
 
 def _cut_slice(source: Path, target: Path) -> None:
-    taken: dict[tuple[str, str], int] = {}
+    copied: dict[tuple[str, str], int] = {}
     with tarfile.open(source, "r|xz") as tar, tarfile.open(target, "w:gz") as out:
         for member in tar:
             parts = Path(member.name).parts
             if not member.isfile() or len(parts) < 4:
                 continue
             key = (parts[-3], parts[-2])
-            if taken.get(key, 0) >= PER_CLASS.get(parts[-3], 0):
+            if copied.get(key, 0) >= PER_CLASS.get(parts[-3], 0):
                 continue
-            taken[key] = taken.get(key, 0) + 1
+            copied[key] = copied.get(key, 0) + 1
             out.addfile(member, io.BytesIO(tar.extractfile(member).read()))
 
 
