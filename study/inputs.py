@@ -3,10 +3,16 @@
 Images stay uint8 in memory, (N, H, W, 3). Each batch is cast to float32
 and scaled to [0, 1] inside the pipeline, so no float copy of the whole set
 is made. Labels are integer class indices for a sparse cross-entropy.
+
+A shuffled pipeline takes its order from an `EpochOrder` callback: the
+order of epoch e is a pure function of (seed, e). An interrupted training
+that resumes at epoch e therefore sees the same batches as one that was
+never interrupted, which a reshuffling tf.data buffer cannot promise.
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
@@ -16,17 +22,55 @@ def _scale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(images, tf.float32) / 255.0, labels
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool,
-                 seed: int) -> tf.data.Dataset:
+class EpochOrder(keras.callbacks.Callback):
+    """Tell shuffled pipelines which epoch Keras starts; pass it to `fit` with them.
+
+    Keras opens a new iterator over the data at each epoch, after
+    `on_epoch_begin`, so the permutation is drawn for the right epoch.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def __deepcopy__(self, memo):
+        # keras-tuner deep-copies the callbacks of each trial; a copy would
+        # carry its own epoch variable that no pipeline reads.
+        return self
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+    def permutation(self, size: int) -> tf.Tensor:
+        """The order of `size` items for the current epoch."""
+        seed = tf.stack([tf.constant(self.seed, tf.int64), self.epoch.read_value()])
+        keys = tf.random.stateless_uniform([size], seed=seed)
+        return tf.argsort(keys, stable=True)
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *,
+                 order: EpochOrder | None = None) -> tf.data.Dataset:
     """Build a batched, scaled, prefetched dataset from (N, H, W, 3) uint8 arrays.
 
-    With `shuffle`, the order is reshuffled each epoch from a fixed seed, so
-    two runs with the same seed see the same batches.
+    With `order`, each epoch visits the images in that callback's
+    permutation for the epoch; without it, in array order.
     """
-    dataset = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
-    if shuffle:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(_scale, num_parallel_calls=tf.data.AUTOTUNE)
+    labels = y.astype(np.int32)
+    if order is None:
+        dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(batch_size)
+    else:
+        images = tf.constant(x)
+        targets = tf.constant(labels)
+        size = len(x)
+        indices = tf.data.Dataset.range(1).flat_map(
+            lambda _: tf.data.Dataset.from_tensor_slices(order.permutation(size)))
+        dataset = indices.batch(batch_size).map(
+            lambda idx: (tf.gather(images, idx), tf.gather(targets, idx)))
+        # flat_map hides the length; Keras needs it to open one iterator per epoch.
+        batches = -(-size // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    dataset = dataset.map(_scale, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -2,7 +2,11 @@
 
 The tuner's state lives under `<run_dir>/search/<name>/`, so running the
 same search again reloads the finished trials and continues instead of
-starting over.
+starting over. A trial that was running when the process died is run again
+under the same trial id (keras-tuner's retry queue), never added twice.
+Each trial seeds Keras from (seed, trial id), so its result does not depend
+on how many trials the same process ran before it. A reloaded search whose
+saved space differs from the hypermodel's current one is refused.
 
 Guards, each a Keras callback added to every trial:
 - EarlyStopping on val_loss (`patience` epochs);
@@ -36,6 +40,15 @@ MAX_CONSECUTIVE_FAILED_TRIALS = 1_000_000
 
 class SearchError(RuntimeError):
     """A search finished without any completed trial."""
+
+
+class SearchSpaceChanged(RuntimeError):
+    """A saved search holds trials drawn from another search space."""
+
+
+def trial_seed(seed: int, trial_id: str) -> int:
+    """The Keras seed of one trial: fixed by the study seed and the trial id."""
+    return (int(seed) * 1_000_003 + int(trial_id)) % 2**31
 
 
 class GuardLog:
@@ -114,13 +127,16 @@ class RecordedEarlyStopping(keras.callbacks.EarlyStopping):
 class StudyHyperband(kt.Hyperband):
     """Hyperband that adds the guards to each trial and logs one line per trial."""
 
-    def __init__(self, *args, budget: SearchBudget, guard_path: Path, **kwargs):
+    def __init__(self, *args, budget: SearchBudget, guard_path: Path, study_seed: int,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.budget = budget
         self.guard_path = Path(guard_path)
+        self.study_seed = study_seed
         self._trial_start = 0.0
 
     def run_trial(self, trial, *args, **kwargs):
+        keras.utils.set_random_seed(trial_seed(self.study_seed, trial.trial_id))
         guard_log = GuardLog(self.guard_path, trial.trial_id)
         budget = self.budget
         guards = [
@@ -138,6 +154,18 @@ class StudyHyperband(kt.Hyperband):
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         self._trial_start = time.monotonic()
+        self._forget_guard_events(trial.trial_id)
+
+    def _forget_guard_events(self, trial_id: str) -> None:
+        """Drop events an interrupted earlier run of this trial left behind."""
+        if not self.guard_path.exists():
+            return
+        lines = self.guard_path.read_text().splitlines()
+        kept = [line for line in lines if line and json.loads(line)["trial_id"] != trial_id]
+        if len(kept) < len(lines):
+            tmp = self.guard_path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.guard_path)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -169,11 +197,44 @@ def hyperband_trial_count(max_epochs: int, factor: int, iterations: int = 1) -> 
     return per_iteration * iterations
 
 
+def space_differences(saved: kt.HyperParameters, current: kt.HyperParameters) -> list[str]:
+    """Describe each hyperparameter of `current` that `saved` lacks or defines otherwise."""
+    recorded = {hp.name: hp.get_config() for hp in saved.space}
+    differences = []
+    for hp in current.space:
+        config = hp.get_config()
+        if hp.name not in recorded:
+            differences.append(f"{hp.name} is new")
+            continue
+        before = recorded[hp.name]
+        for key in sorted(set(config) | set(before)):
+            if key not in ("default", "conditions") and config.get(key) != before.get(key):
+                differences.append(f"{hp.name} {key} was {before.get(key)!r}, "
+                                   f"now {config.get(key)!r}")
+    return differences
+
+
+def _check_reloaded_space(name: str, tuner: kt.Tuner, hypermodel: kt.HyperModel,
+                          search_dir: Path) -> None:
+    if not tuner.oracle.trials:
+        return
+    current = kt.HyperParameters()
+    hypermodel.build(current)
+    differences = space_differences(tuner.oracle.hyperparameters, current)
+    if differences:
+        raise SearchSpaceChanged(
+            f"the saved {name} search in {search_dir / name} was drawn from another search "
+            f"space ({'; '.join(differences[:4])}); its trials must not be mixed with the "
+            f"new space. Rerun with --restart search_{name}, or pass another --run-dir")
+
+
 def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train, validation,
-               run_dir: Path, seed: int) -> tuple[kt.HyperParameters, dict]:
+               run_dir: Path, seed: int,
+               callbacks: list | tuple = ()) -> tuple[kt.HyperParameters, dict]:
     """Run (or continue) the Hyperband search; return the best hyperparameters and a summary.
 
-    `train` and `validation` are batched tf.data datasets.
+    `train` and `validation` are batched tf.data datasets; `callbacks` go to
+    every trial's `fit` (the EpochOrder of a shuffled `train`).
     """
     search_dir = Path(run_dir) / "search"
     tuner = StudyHyperband(
@@ -189,19 +250,28 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
         max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
         budget=budget,
         guard_path=search_dir / name / "guard_events.jsonl",
+        study_seed=seed,
     )
+    _check_reloaded_space(name, tuner, hypermodel, search_dir)
+    if tuner.oracle.trials:
+        statuses = [trial.status for trial in tuner.oracle.trials.values()]
+        log.info("%s search: continuing from %s: %d trials finished, %d interrupted "
+                 "one(s) to run again", name, search_dir / name,
+                 len(statuses) - statuses.count("RUNNING"), statuses.count("RUNNING"))
     expected = hyperband_trial_count(budget.max_epochs, budget.factor, budget.iterations)
     log.info("%s search: Hyperband, max_epochs %d, factor %d, %d iteration(s), about %d trials",
              name, budget.max_epochs, budget.factor, budget.iterations, expected)
     start = time.monotonic()
     # The pipeline shuffles; Keras's own shuffle flag does nothing for a tf.data input.
-    tuner.search(train, validation_data=validation, shuffle=False, verbose=0)
+    tuner.search(train, validation_data=validation, shuffle=False, verbose=0,
+                 callbacks=list(callbacks))
     seconds = time.monotonic() - start
     return _best_and_summary(name, tuner, seconds)
 
 
 def _best_and_summary(name: str, tuner: kt.Tuner, seconds: float) -> tuple[kt.HyperParameters, dict]:
-    trials = list(tuner.oracle.trials.values())
+    # A reloaded oracle lists its trials in file-system order; sort them by id.
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
     completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None
                  and np.isfinite(t.score)]
     failed = [t for t in trials if t.status in ("FAILED", "INVALID")]

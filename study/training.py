@@ -8,6 +8,7 @@ is reloaded instead of retrained.
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from dataclasses import dataclass
 
@@ -19,10 +20,10 @@ import tensorflow as tf
 from study.config import StudyConfig
 from study.data import ImageDataset, stratified_indices
 from study.evaluation import evaluate_model
-from study.inputs import make_dataset, validation_split
+from study.inputs import EpochOrder, make_dataset, validation_split
 from study.models.cnn import CNNHyperModel
 from study.models.vit import ViTHyperModel
-from study.refit import refit
+from study.refit import backup_dir, refit
 from study.search import run_search
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,19 @@ class PreparedData:
                    dataset.class_names, dataset.image_shape, config.seed, gpus)
 
     def fit_dataset(self, batch_size: int, limit: int | None = None):
-        """Shuffled training batches, from a stratified `limit`-image subset when given."""
+        """Shuffled training batches, from a stratified `limit`-image subset when given.
+
+        Returns the dataset and the EpochOrder callback that `fit` needs with it.
+        """
         idx = stratified_indices(self.y_fit, limit, self.seed)
-        return make_dataset(self.x_fit[idx], self.y_fit[idx], batch_size, shuffle=True,
-                            seed=self.seed)
+        order = EpochOrder(self.seed)
+        return make_dataset(self.x_fit[idx], self.y_fit[idx], batch_size, order=order), order
 
     def validation_dataset(self, batch_size: int):
-        return make_dataset(self.x_val, self.y_val, batch_size, shuffle=False, seed=self.seed)
+        return make_dataset(self.x_val, self.y_val, batch_size)
 
     def test_dataset(self):
-        return make_dataset(self.x_test, self.y_test, EVAL_BATCH_SIZE, shuffle=False,
-                            seed=self.seed)
+        return make_dataset(self.x_test, self.y_test, EVAL_BATCH_SIZE)
 
 
 def build_hypermodel(name: str, config: StudyConfig, prepared: PreparedData) -> kt.HyperModel:
@@ -97,12 +100,12 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
     hypermodel = build_hypermodel(name, config, prepared)
 
     def search() -> dict:
-        keras.utils.set_random_seed(config.seed)
+        train, order = prepared.fit_dataset(settings.search.batch_size,
+                                            settings.search.train_images)
         best_hp, summary = run_search(
-            name, hypermodel, settings.search,
-            prepared.fit_dataset(settings.search.batch_size, settings.search.train_images),
+            name, hypermodel, settings.search, train,
             prepared.validation_dataset(settings.search.batch_size),
-            run.root, config.seed,
+            run.root, config.seed, callbacks=[order],
         )
         return {"best_hyperparameters": best_hp.values,
                 "hyperparameters_config": best_hp.get_config(), "summary": summary}
@@ -114,15 +117,18 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
 
     def refit_best() -> dict:
         keras.utils.set_random_seed(config.seed)
+        train, order = prepared.fit_dataset(settings.refit.batch_size)
         model, summary = refit(
-            name, hypermodel, best_hp, settings.refit,
-            prepared.fit_dataset(settings.refit.batch_size),
+            name, hypermodel, best_hp, settings.refit, train,
             prepared.validation_dataset(settings.refit.batch_size), run.root,
+            callbacks=[order],
         )
         trained["model"] = model
         return {**summary, "parameters": int(model.count_params())}
 
     refitted = timer.cached(run, f"refit_{name}", refit_best)
+    # The stage record now holds the refit; its epoch backup is no longer needed.
+    shutil.rmtree(backup_dir(run.root, name), ignore_errors=True)
 
     def evaluate() -> dict:
         model = trained.get("model") or keras.models.load_model(run.root / refitted["model_file"])

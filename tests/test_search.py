@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from study.config import SearchBudget
-from study.inputs import make_dataset
+from study.inputs import EpochOrder, make_dataset
 from study.search import SearchError, hyperband_trial_count, run_search
 
 
@@ -44,25 +44,29 @@ def _data():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (32, 4, 4, 3), dtype=np.uint8)
     y = rng.integers(0, 2, 32)
-    return make_dataset(x, y, 8, shuffle=True, seed=0), make_dataset(x, y, 8, shuffle=False, seed=0)
+    order = EpochOrder(0)
+    return make_dataset(x, y, 8, order=order), make_dataset(x, y, 8), order
 
 
 BUDGET = SearchBudget(max_epochs=3, factor=3, batch_size=8, patience=5, trial_time_limit_s=60)
 
 
 def test_search_matches_count_and_resumes(tmp_path):
-    train, val = _data()
-    _, summary = run_search("tiny", TinyModel([False]), BUDGET, train, val, tmp_path, seed=1)
+    train, val, order = _data()
+    _, summary = run_search("tiny", TinyModel([False]), BUDGET, train, val, tmp_path, seed=1,
+                       callbacks=[order])
     assert summary["trials"] == hyperband_trial_count(3, 3)
     assert summary["failed"] == 0
     # A second run over the same folder reloads the finished trials.
-    _, again = run_search("tiny", TinyModel([False]), BUDGET, train, val, tmp_path, seed=1)
+    _, again = run_search("tiny", TinyModel([False]), BUDGET, train, val, tmp_path, seed=1,
+                       callbacks=[order])
     assert again["trials"] == summary["trials"]
 
 
 def test_nan_trials_fail_search_continues(tmp_path):
-    train, val = _data()
-    _, summary = run_search("mixed", TinyModel([False, True]), BUDGET, train, val, tmp_path, seed=3)
+    train, val, order = _data()
+    _, summary = run_search("mixed", TinyModel([False, True]), BUDGET, train, val, tmp_path, seed=3,
+                            callbacks=[order])
     poisoned = [r for r in summary["trial_records"] if r["hyperparameters"]["poison"]]
     assert poisoned, "the seed should draw at least one poisoned trial"
     assert all(r["status"] == "FAILED" for r in poisoned)
@@ -73,6 +77,7 @@ def test_nan_trials_fail_search_continues(tmp_path):
 
 
 def test_all_nan_search_reports(tmp_path):
-    train, val = _data()
+    train, val, order = _data()
     with pytest.raises(SearchError, match="no completed trial"):
-        run_search("poisoned", TinyModel([True]), BUDGET, train, val, tmp_path, seed=1)
+        run_search("poisoned", TinyModel([True]), BUDGET, train, val, tmp_path, seed=1,
+                       callbacks=[order])
