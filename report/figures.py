@@ -46,6 +46,9 @@ STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "savefig.dpi": DPI,
+    # Class names and labels come from the data, so "$" in them is text, never
+    # mathtext: "a$b$c" would lose its dollars and "x$^$" would not render.
+    "text.parse_math": False,
 }
 CHANNEL_COLOURS = {"red": "#c0392b", "green": "#27ae60", "blue": "#2e6bc7"}
 
@@ -60,15 +63,15 @@ def styled(function: Callable) -> Callable:
 
 
 def plain(text: str, limit: int | None = None) -> str:
-    """Make user text safe to draw: no mathtext, no hidden legend labels.
+    """Shorten user text to `limit` characters and keep it visible in legends.
 
-    Matplotlib reads "$...$" as mathtext and drops legend labels that start
-    with "_", so "$" is escaped and a leading "_" gets a space before it.
+    Matplotlib drops legend labels that start with "_", so a leading "_" gets
+    a space before it. Dollar signs need no escaping because STYLE turns
+    mathtext off, so only functions decorated with `styled` may draw the result.
     """
     text = str(text)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "\u2026"
-    text = text.replace("$", r"\$")
     return " " + text if text.startswith("_") else text
 
 

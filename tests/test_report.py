@@ -14,8 +14,10 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from xml.etree import ElementTree
 
 import markupsafe
+import matplotlib
 import pytest
 
 from report_fixture import make_run_dir
@@ -26,8 +28,11 @@ from report.run_folder import RunFolderError, load_run
 
 SECTION_TITLES = ("Data", "Exploration", "Preprocessing", "Models and search", "Refit",
                   "Evaluation", "Conclusions", "Reproducibility")
-HOSTILE_CLASS = '<b>"cat"&'
-CLASS_NAMES = ("airplane", HOSTILE_CLASS, "dog $x$", "_ship")
+# A folder name cannot contain "/", so no closing tag appears in a real class name.
+HOSTILE_CLASS = '<b>"cat\'s"&'
+# Unbalanced and invalid mathtext: "x$^$" stops matplotlib if it parses math.
+DOLLAR_CLASSES = ("price $5", "a$b$c", "x$^$")
+CLASS_NAMES = ("airplane", HOSTILE_CLASS, "dog $x$", "x$^$", "_ship")
 ACCURACIES = {"cnn": 0.6512, "vit": 0.5830}
 
 needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None,
@@ -502,6 +507,37 @@ def test_figures_any_class_count(tmp_path, classes):
         assert (tmp_path / "site" / relative).stat().st_size > 1000
 
 
+def _svg_texts(path: Path) -> list[str]:
+    # With svg.fonttype "none", each text object is one <text> element holding
+    # its string, while mathtext is drawn as separate glyphs.
+    tree = ElementTree.parse(path)
+    return ["".join(element.itertext())
+            for element in tree.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def test_figures_show_dollars_literally(tmp_path):
+    run = load_run(make_run_dir(tmp_path / "run", class_names=DOLLAR_CLASSES))
+    model = run.results["models"]["cnn"]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figures.plot_confusion_matrix(model["confusion_matrix"], DOLLAR_CLASSES,
+                                      "CNN $1 run", tmp_path / "confusion.svg")
+        figures.plot_class_balance(run.results["exploration"]["class_balance"],
+                                   tmp_path / "balance.svg")
+        figures.plot_samples(run.arrays["samples"], run.arrays["sample_labels"],
+                             DOLLAR_CLASSES, tmp_path / "samples.svg")
+        figures.plot_roc([("CNN", model["roc"])], DOLLAR_CLASSES, tmp_path / "roc.svg")
+
+    confusion = _svg_texts(tmp_path / "confusion.svg")
+    assert "CNN $1 run" in confusion
+    for name in DOLLAR_CLASSES:
+        assert confusion.count(name) == 2, name  # one tick label on each axis
+        assert name in _svg_texts(tmp_path / "balance.svg"), name
+        assert name in _svg_texts(tmp_path / "samples.svg"), name
+        roc_labels = [text for text in _svg_texts(tmp_path / "roc.svg")
+                      if text.startswith(f"{name} (0.")]
+        assert len(roc_labels) == 1, name
+
+
 # ---- Rendered site and PDF ------------------------------------------------------
 
 
@@ -618,6 +654,14 @@ def test_pdf_shows_accuracies(rendered):
     for accuracy in ACCURACIES.values():
         assert format_accuracy(accuracy) in text
     assert "Page 2 of" in text
+
+
+@needs_pdftotext
+def test_pdf_shows_class_names_literally(rendered):
+    text = _pdf_text(rendered["paths"]["pdf"])
+    assert HOSTILE_CLASS in text
+    assert "x$^$" in text
+    assert "&lt;" not in text
 
 
 @needs_pdftotext
