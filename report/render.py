@@ -12,8 +12,10 @@ Command line: python -m report.render RUN_DIR OUT_DIR [--page-size Letter] [--fo
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -80,18 +82,23 @@ def check_output_folder(run_dir: Path, out_dir: Path, *, force: bool = False) ->
     """Raise OutputFolderError unless `out_dir` can be replaced.
 
     It can be when it is new, empty or a previous report, or with `force`
-    when it contains other files. A folder that contains the run folder is
-    never replaced.
+    when it contains other files, and when `probe_output_folder` can write
+    beside it. A folder that contains the run folder is never replaced.
     """
     if out_dir == run_dir or out_dir in run_dir.parents:
         raise OutputFolderError(
             f"output folder {out_dir} contains the run folder {run_dir}: choose another "
             f"output folder"
         )
-    if not out_dir.exists():
-        return
+    if out_dir.exists():
+        _check_existing_output(out_dir, force=force)
+    probe_output_folder(out_dir)
+
+
+def _check_existing_output(out_dir: Path, *, force: bool) -> None:
     if not out_dir.is_dir():
-        raise OutputFolderError(f"output path {out_dir} exists and is not a folder")
+        raise OutputFolderError(f"output path {out_dir} exists and is not a folder: "
+                                f"remove it or choose another output folder")
     foreign = sorted(entry.name for entry in out_dir.iterdir()
                      if entry.name not in _OWN_ENTRIES)
     if foreign and force:
@@ -103,6 +110,36 @@ def check_output_folder(run_dir: Path, out_dir: Path, *, force: bool = False) ->
             f"({', '.join(foreign)}). Rendering would delete them, so move them, choose "
             f"another output folder, or pass force=True (--force) to delete them."
         )
+
+
+def probe_output_folder(out_dir: Path) -> None:
+    """Raise OutputFolderError unless files can be written beside `out_dir`.
+
+    The render builds the new site in a temporary folder next to `out_dir`
+    and renames it into place, so this creates, writes and removes a small
+    file in the nearest existing folder above `out_dir`. That catches
+    missing permissions and read-only file systems (even for root) before
+    any work is done, and on most file systems a disk that is already full.
+    """
+    out_dir = Path(out_dir)
+    folder = out_dir.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputFolderError(
+            f"cannot create the output folder {out_dir}: {folder} is a file, not a "
+            f"folder. Move that file or choose another output folder."
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out_dir.name}.probe-") as probe:
+            probe.write(b"probe")
+            probe.flush()
+    except OSError as error:
+        raise OutputFolderError(
+            f"cannot write the output folder {out_dir}: creating a file in {folder} "
+            f"failed ({error.strerror or error}). Make {folder} writable or choose "
+            f"another output folder."
+        ) from error
 
 
 def _write_site(run: RunFolder, site_dir: Path, page_size: str) -> None:
@@ -151,6 +188,24 @@ def _swap_into_place(site_dir: Path, out_dir: Path) -> None:
         logger.warning("could not delete the previous site at %s: %s", aside, error)
 
 
+# Errors that mean the file system has no room left for the report.
+_NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _no_space_error(error: OSError, run_dir: Path, out_dir: Path, *, had_site: bool,
+                    force: bool) -> OutputFolderError:
+    previous = " The previous site there is unchanged." if had_site else ""
+    arguments = ["python", "run_study.py", "--render-only", "--run-dir", str(run_dir),
+                 "--out", str(out_dir)]
+    command = shlex.join(arguments + (["--force"] if force else []))
+    return OutputFolderError(
+        f"ran out of space while writing the report into {out_dir} "
+        f"({error.strerror or error}).{previous} The run's results in "
+        f"{run_dir / RESULTS_FILE} are safe. Free some space, then rebuild the report "
+        f"with: {command}"
+    )
+
+
 def render_report(run_dir: Path, out_dir: Path, *, page_size: str = "A4",
                   force: bool = False) -> dict[str, Path]:
     """Render the site and PDF of `run_dir` into `out_dir`, replacing it whole.
@@ -158,8 +213,10 @@ def render_report(run_dir: Path, out_dir: Path, *, page_size: str = "A4",
     Returns the paths of index.html ("site"), study.pdf ("pdf") and the
     copied results.json ("results"). Raises RunFolderError for an invalid
     run folder, ValueError for an unknown page size, and OutputFolderError
-    when `out_dir` contains the run folder, or contains files a report does
-    not write and `force` is False.
+    when `out_dir` contains the run folder, contains files a report does
+    not write and `force` is False, cannot be written, or when the disk
+    fills up during the render. A failed render removes its temporary
+    folder and leaves a previous site in `out_dir` as it was.
     """
     if page_size not in PAGE_SIZES:
         raise ValueError(f"page size {page_size!r} is not supported: use one of "
@@ -170,6 +227,7 @@ def render_report(run_dir: Path, out_dir: Path, *, page_size: str = "A4",
     run = load_run(run_dir)
     logger.info("rendering %s into %s (page size %s)", run_dir, out_dir, page_size)
 
+    had_site = out_dir.exists()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     site_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
@@ -177,6 +235,12 @@ def render_report(run_dir: Path, out_dir: Path, *, page_size: str = "A4",
         _write_site(run, site_dir, page_size)
         _carry_kept_files(out_dir, site_dir)
         _swap_into_place(site_dir, out_dir)
+    except OSError as error:
+        shutil.rmtree(site_dir, ignore_errors=True)
+        if error.errno in _NO_SPACE_ERRNOS:
+            raise _no_space_error(error, run_dir, out_dir, had_site=had_site,
+                                  force=force) from error
+        raise
     except BaseException:
         shutil.rmtree(site_dir, ignore_errors=True)
         raise

@@ -8,7 +8,9 @@ when it is not installed.
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -695,6 +697,119 @@ def test_render_failure_keeps_old_site(tmp_path, monkeypatch):
     assert sorted(entry.name for entry in out_dir.iterdir()) == [".nojekyll", "index.html"]
     assert (out_dir / "index.html").read_text(encoding="utf-8") == "previous site"
     assert sorted(entry.name for entry in tmp_path.iterdir()) == ["run", "site"]
+
+
+def _fail_with_no_space(path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(b"partial")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _patch_no_space(monkeypatch, writer: str) -> None:
+    if writer == "pdf":
+        monkeypatch.setattr(render, "render_pdf",
+                            lambda html, site_dir, pdf_path: _fail_with_no_space(pdf_path))
+    else:
+        monkeypatch.setattr(figures, "_save",
+                            lambda figure, path: _fail_with_no_space(path))
+
+
+@pytest.mark.parametrize("writer", ["pdf", "figure"])
+def test_render_disk_full_keeps_old_site(tmp_path, monkeypatch, writer):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b")).resolve()
+    results_before = (run_dir / "results.json").read_bytes()
+    out_dir = tmp_path.resolve() / "site"
+    out_dir.mkdir()
+    (out_dir / "index.html").write_text("previous site", encoding="utf-8")
+    _patch_no_space(monkeypatch, writer)
+
+    with pytest.raises(render.OutputFolderError) as raised:
+        render.render_report(run_dir, out_dir)
+
+    message = str(raised.value)
+    assert message.startswith(f"ran out of space while writing the report into {out_dir} "
+                              f"(No space left on device).")
+    assert "The previous site there is unchanged." in message
+    assert f"The run's results in {run_dir / 'results.json'} are safe." in message
+    assert message.endswith("Free some space, then rebuild the report with: python "
+                            f"run_study.py --render-only --run-dir {run_dir} --out {out_dir}")
+    assert raised.value.__cause__.errno == errno.ENOSPC
+    assert sorted(entry.name for entry in out_dir.iterdir()) == ["index.html"]
+    assert (out_dir / "index.html").read_text(encoding="utf-8") == "previous site"
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["run", "site"]
+    assert (run_dir / "results.json").read_bytes() == results_before
+
+
+def test_render_disk_full_first_site(tmp_path, monkeypatch):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b")).resolve()
+    out_dir = tmp_path.resolve() / "my site"
+    _patch_no_space(monkeypatch, "figure")
+    with pytest.raises(render.OutputFolderError, match="ran out of space") as raised:
+        render.render_report(run_dir, out_dir, force=True)
+    assert "previous site" not in str(raised.value)
+    # The folder name has a space, so the command quotes it.
+    assert str(raised.value).endswith(f"--out '{out_dir}' --force")
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["run"]
+
+
+def test_output_parent_is_file_rejected(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    parent = tmp_path / "notes.txt"
+    parent.write_text("not a folder", encoding="utf-8")
+    out_dir = parent / "reports" / "site"
+    for call in (lambda: render.check_output_folder(run_dir, out_dir),
+                 lambda: render.render_report(run_dir, out_dir)):
+        with pytest.raises(render.OutputFolderError) as raised:
+            call()
+        assert str(raised.value) == (
+            f"cannot create the output folder {out_dir}: {parent} is a file, not a "
+            f"folder. Move that file or choose another output folder.")
+    assert parent.read_text(encoding="utf-8") == "not a folder"
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["notes.txt", "run"]
+
+
+def test_output_path_is_file_rejected(tmp_path):
+    out_path = tmp_path / "site"
+    out_path.write_text("a file", encoding="utf-8")
+    with pytest.raises(render.OutputFolderError,
+                       match="exists and is not a folder: remove it or choose another"):
+        render.check_output_folder(tmp_path / "run", out_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_parent_read_only_rejected(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        with pytest.raises(render.OutputFolderError) as raised:
+            render.render_report(run_dir, parent / "site")
+        assert str(raised.value).startswith(
+            f"cannot write the output folder {parent / 'site'}: creating a file in "
+            f"{parent} failed (Permission denied). Make {parent} writable")
+        assert list(parent.iterdir()) == []
+    finally:
+        parent.chmod(0o700)
+
+
+def test_output_probe_read_only_filesystem(tmp_path, monkeypatch):
+    # chmod cannot stop root, so a read-only mount is simulated at the file
+    # creation the probe makes.
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(render.tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(render.OutputFolderError, match=re.escape(
+            f"creating a file in {tmp_path} failed (Read-only file system). Make "
+            f"{tmp_path} writable or choose another output folder.")):
+        render.probe_output_folder(tmp_path / "site")
+
+
+def test_output_probe_leaves_nothing(tmp_path):
+    render.probe_output_folder(tmp_path / "new" / "site")
+    render.check_output_folder(tmp_path / "run", tmp_path / "site")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_render_refuses_foreign_files(tmp_path):
