@@ -21,10 +21,12 @@ def roc_analysis(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:
     """One-vs-rest ROC curves per class, plus micro and macro averages.
 
     y_true: (N,) int labels; y_score: (N, K) class probabilities.
-    Micro pools every (image, class) decision into one curve. Macro averages
-    the per-class TPRs on the union of their FPR points, then integrates.
+    Micro pools every (image, class) decision into one curve. The macro AUC
+    is the mean of the per-class AUCs, and the macro curve is the mean of the
+    per-class curves, so its area is the macro AUC.
     A class with no positive (or no negative) test image has no ROC curve,
     so its AUC is None and a warning is logged. The averages use the others.
+    Raises ValueError when no class has a curve (a test split of one class).
 
     >>> roc_analysis(np.array([0, 0, 1, 1]), np.array([[.9, .1], [.6, .4], [.65, .35], [.2, .8]]),
     ...              ["a", "b"])["per_class_auc"]["b"]
@@ -44,9 +46,13 @@ def roc_analysis(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:
         curves[name] = (fpr, tpr)
         aucs[name] = float(auc(fpr, tpr))
 
+    if not curves:
+        raise ValueError(
+            f"no class has both positive and negative test images among {len(y_true)} "
+            "test labels; the ROC analysis needs test images of at least two classes"
+        )
     micro_fpr, micro_tpr, _ = roc_curve(onehot.ravel(), y_score.ravel())
-    grid = np.unique(np.concatenate([fpr for fpr, _ in curves.values()]))
-    mean_tpr = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves.values()], axis=0)
+    macro_fpr, macro_tpr = _mean_curve(list(curves.values()))
 
     def _points(fpr, tpr):
         return {"fpr": np.round(fpr, CURVE_DECIMALS).tolist(),
@@ -54,14 +60,33 @@ def roc_analysis(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:
 
     return {
         "micro_auc": float(auc(micro_fpr, micro_tpr)),
-        "macro_auc": float(auc(grid, mean_tpr)),
+        "macro_auc": float(np.mean([value for value in aucs.values() if value is not None])),
         "per_class_auc": aucs,
         "curves": {
             "micro": _points(micro_fpr, micro_tpr),
-            "macro": _points(grid, mean_tpr),
+            "macro": _points(macro_fpr, macro_tpr),
             "per_class": {name: _points(*curve) for name, curve in curves.items()},
         },
     }
+
+
+def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Average ROC curves pointwise, keeping their vertical steps.
+
+    A ROC curve may rise vertically at one FPR, so it has two values there:
+    the TPR reached from the left and the TPR leaving to the right. np.interp
+    returns the right value when the FPR repeats, and on the curve read
+    backwards it returns the left one. Averaging both at every breakpoint
+    makes the mean curve exact, and its area the mean of the curves' areas.
+    """
+    grid = np.unique(np.concatenate([fpr for fpr, _ in curves]))
+    right = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves], axis=0)
+    left = np.mean([np.interp(-grid, -fpr[::-1], tpr[::-1]) for fpr, tpr in curves], axis=0)
+    fpr = np.repeat(grid, 2)
+    tpr = np.column_stack([left, right]).ravel()
+    keep = np.ones(len(fpr), dtype=bool)
+    keep[1::2] = right != left  # one point where the mean curve has no step
+    return fpr[keep], tpr[keep]
 
 
 def evaluate_predictions(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:

@@ -2,6 +2,7 @@ import logging
 
 import numpy as np
 import pytest
+from sklearn.metrics import auc
 
 from study.evaluation import evaluate_predictions, roc_analysis
 
@@ -14,6 +15,14 @@ def test_binary_auc_by_hand():
     roc = roc_analysis(y, scores, ["a", "b"])
     assert roc["per_class_auc"]["b"] == pytest.approx(0.75)
     assert roc["per_class_auc"]["a"] == pytest.approx(0.75)
+    # Both classes have the same curve, a step at FPR 0.5, so the macro
+    # average is that curve. Averaging only the TPR after each step gave 0.875.
+    assert roc["macro_auc"] == pytest.approx(0.75)
+    assert roc["curves"]["macro"] == roc["curves"]["per_class"]["b"]
+    assert auc(roc["curves"]["macro"]["fpr"], roc["curves"]["macro"]["tpr"]) == pytest.approx(0.75)
+    # Micro pools the 8 decisions: positives score .9 .6 .35 .8, negatives
+    # .65 .2 .1 .4. Of the 16 pairs, 4 + 4 + 3 + 2 = 13 are ordered correctly.
+    assert roc["micro_auc"] == pytest.approx(13 / 16)
 
 
 def test_perfect_scores_give_auc_one():
@@ -44,3 +53,43 @@ def test_metrics_from_predictions():
     assert by_class["b"]["precision"] == pytest.approx(2 / 3)
     assert by_class["a"]["recall"] == pytest.approx(0.5)
     assert metrics["test"]["loss"] == pytest.approx(-np.mean(np.log([.8, .1, .8, .8, .8])))
+
+
+def test_absent_class_metrics_computed(caplog):
+    # Class c has training images but none in this test split.
+    y = np.array([0, 0, 1, 1])
+    scores = np.array([[0.6, 0.3, 0.1], [0.3, 0.5, 0.2], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])
+    with caplog.at_level(logging.WARNING):
+        metrics = evaluate_predictions(y, scores, ["a", "b", "c"])
+    assert "class 'c' has no images in the test split" in caplog.text
+    assert metrics["test"]["accuracy"] == pytest.approx(0.75)
+    by_class = {row["class"]: row for row in metrics["per_class"]}
+    assert by_class["c"]["support"] == 0
+    assert by_class["c"]["recall"] == 0.0
+    assert by_class["b"]["precision"] == pytest.approx(2 / 3)
+    roc = metrics["roc"]
+    assert roc["per_class_auc"]["c"] is None
+    assert "c" not in roc["curves"]["per_class"]
+    # a: positive scores .6 .3 against negatives .2 .1, all 4 pairs in order.
+    assert roc["per_class_auc"]["a"] == pytest.approx(1.0)
+    assert roc["per_class_auc"]["b"] == pytest.approx(1.0)
+
+
+def test_one_test_class_roc_rejected():
+    y = np.array([1, 1])
+    scores = np.array([[0.2, 0.8], [0.4, 0.6]])
+    with pytest.raises(ValueError, match="needs test images of at least two classes"):
+        roc_analysis(y, scores, ["a", "b"])
+
+
+def test_macro_auc_mean_of_classes():
+    # Positive-negative pairs in order, a tie counting one half: a 3 of 3,
+    # b 2 of 3 (.5 beats .1 and .4, not .6), c 2.5 of 4 (.3 and .4 beat .1,
+    # .4 ties .4). The macro AUC is (1 + 2/3 + 5/8) / 3 = 55/72.
+    y = np.array([0, 1, 2, 2])
+    scores = np.array([[0.8, 0.1, 0.1], [0.1, 0.5, 0.4], [0.1, 0.6, 0.3], [0.2, 0.4, 0.4]])
+    roc = roc_analysis(y, scores, ["a", "b", "c"])
+    assert roc["per_class_auc"] == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 5 / 8})
+    assert roc["macro_auc"] == pytest.approx(55 / 72)
+    macro = roc["curves"]["macro"]
+    assert auc(macro["fpr"], macro["tpr"]) == pytest.approx(55 / 72, abs=1e-5)
