@@ -202,11 +202,30 @@ def parse_batch(payload: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"{name}: missing key(s) {sorted(missing)}; found {sorted(map(str, batch))}"
         )
-    images = rows_to_images(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    try:
+        images = rows_to_images(batch["data"])
+    except DataError as err:
+        raise DataError(f"{name}: {err}") from err
+    try:
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name}: labels must be a list of integers ({err})") from err
     if labels.shape != (len(images),):
-        raise DataError(f"{name}: {len(images)} images but {labels.size} labels")
+        raise DataError(f"{name}: {len(images)} images but {labels.size} labels; "
+                        "each row of 'data' needs one entry in 'labels'")
     return images, labels
+
+
+def _check_batch_labels(labels: np.ndarray, name: str, class_names: tuple[str, ...]) -> None:
+    # Checked per file here, because the dataset-level check cannot name the
+    # batch that contains the bad label.
+    count = len(class_names)
+    if labels.size and (labels.min() < 0 or labels.max() >= count):
+        raise DataError(
+            f"{name}: labels must lie in [0, {count - 1}] for the {count} label_names in "
+            f"batches.meta, found {int(labels.min())} to {int(labels.max())}. Check that "
+            f"{name} and batches.meta come from the same data set"
+        )
 
 
 def _parse_meta(payload: bytes, name: str) -> tuple[str, ...]:
@@ -223,14 +242,17 @@ def _assemble_batches(files: dict[str, bytes], source: str) -> ImageDataset:
             raise DataError(f"{source}: {required} not found")
     if not train_names:
         raise DataError(f"{source}: no data_batch_* files found")
+    class_names = _parse_meta(files["batches.meta"], "batches.meta")
     parts = [parse_batch(files[n], n) for n in train_names]
     x_test, y_test = parse_batch(files["test_batch"], "test_batch")
+    for name, labels in [*zip(train_names, (p[1] for p in parts)), ("test_batch", y_test)]:
+        _check_batch_labels(labels, name, class_names)
     return ImageDataset(
         x_train=np.concatenate([p[0] for p in parts]),
         y_train=np.concatenate([p[1] for p in parts]),
         x_test=x_test,
         y_test=y_test,
-        class_names=_parse_meta(files["batches.meta"], "batches.meta"),
+        class_names=class_names,
         source=source,
     )
 
@@ -330,16 +352,17 @@ def _load_archive(archive: Path) -> ImageDataset:
 def _group_class_files(files: dict[PurePosixPath, bytes], source: str) -> dict:
     """Group files by (split, class): paths end in <split>/<class>/<file>."""
     grouped: dict[str, dict[str, list[tuple[str, bytes]]]] = {s: defaultdict(list) for s in SPLITS}
-    skipped = 0
-    for path, payload in files.items():
+    skipped = []
+    for path, payload in sorted(files.items()):
         if len(path.parts) < 3 or path.parts[-3] not in SPLITS:
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped += 1
+            skipped.append(str(path))
             continue
         grouped[path.parts[-3]][path.parts[-2]].append((str(path), payload))
     if skipped:
-        log.warning("%s: skipped %d files without an image suffix", source, skipped)
+        log.warning("%s: skipped %d files without an image suffix (%s), such as %s",
+                    source, len(skipped), ", ".join(sorted(IMAGE_SUFFIXES)), skipped[0])
     return grouped
 
 
@@ -399,8 +422,9 @@ def _images_from_tree(grouped: dict, source: str) -> ImageDataset:
         arrays[split] = (np.stack(images), np.asarray(labels, dtype=np.int64))
 
     if resized:
-        log.warning("%s: resized %d images to the most common size %dx%d",
-                    source, resized, target_shape[1], target_shape[0])
+        log.warning("%s: resized %d of %d images to the most common size %dx%d",
+                    source, resized, sum(shape_counts.values()), target_shape[1],
+                    target_shape[0])
     return ImageDataset(*arrays["train"], *arrays["test"], class_names=class_names, source=source)
 
 
@@ -411,7 +435,8 @@ def _decode_image(payload: bytes, name: str) -> np.ndarray:
         with Image.open(io.BytesIO(payload)) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{name}: not a readable image ({err})") from err
+        raise DataError(f"{name}: not a readable image ({err}); replace or remove "
+                        "the file") from err
 
 
 def _resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -425,11 +450,13 @@ def _resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 def check_trainable(dataset: ImageDataset, validation_fraction: float) -> None:
-    """Raise DataError unless the training split supports a stratified validation split.
+    """Raise DataError unless the splits support training and the ROC analysis.
 
-    That needs two classes with training images, at least two images in each
-    such class, and a validation and a fit part each at least as large as the
-    number of classes.
+    Training needs two classes with training images, at least two images in
+    each such class, and a validation and a fit part each at least as large
+    as the number of classes. One-vs-rest ROC needs test images of at least
+    two classes. A class missing from the test split is allowed: its AUC is
+    undefined and the others are computed.
     """
     counts = np.bincount(dataset.y_train, minlength=len(dataset.class_names))
     present = [name for name, count in zip(dataset.class_names, counts) if count > 0]
@@ -453,6 +480,13 @@ def check_trainable(dataset: ImageDataset, validation_fraction: float) -> None:
             f"of {validation} ({validation_fraction:.0%}) and a fit split of "
             f"{total - validation}, but each must have at least one image of each of the "
             f"{len(present)} classes; add training images"
+        )
+    tested = [dataset.class_names[label] for label in np.unique(dataset.y_test)]
+    if len(tested) < 2:
+        raise DataError(
+            f"{dataset.display_source}: test images found in {len(tested)} class "
+            f"({', '.join(tested)}); the ROC analysis needs test images of at least two "
+            "classes. Add images to a second class folder under test/"
         )
 
 

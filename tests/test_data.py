@@ -1,4 +1,5 @@
 import io
+import os
 from pathlib import Path
 import pickle
 import tarfile
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from study.data import DataError, load_dataset, rows_to_images, stratified_indices, subsample
+from study.data import (DataError, check_trainable, load_dataset, rows_to_images,
+                        stratified_indices, subsample)
 
 
 def _batch_bytes(data, labels, **extra):
@@ -78,8 +80,34 @@ def test_labels_out_of_range_rejected(tmp_path):
     folder = _write_batches(tmp_path / "batches")
     rows = np.zeros((2, 3072), np.uint8)
     (folder / "test_batch").write_bytes(_batch_bytes(rows, [0, 7]))
-    with pytest.raises(DataError, match=r"labels must lie in \[0, 1\]"):
+    with pytest.raises(DataError, match=r"test_batch: labels must lie in \[0, 1\]") as raised:
         load_dataset(folder)
+    assert "found 0 to 7" in str(raised.value)
+    assert "come from the same data set" in str(raised.value)
+
+
+def test_negative_label_rejected(tmp_path):
+    folder = _write_batches(tmp_path / "batches")
+    rows = np.zeros((4, 3072), np.uint8)
+    (folder / "data_batch_2").write_bytes(_batch_bytes(rows, [0, 1, -1, 1]))
+    with pytest.raises(DataError, match=r"data_batch_2: labels must lie in \[0, 1\]"):
+        load_dataset(folder)
+
+
+def test_pickle_payload_not_executed(tmp_path):
+    # The pickle's __reduce__ names os.mkdir(marker). The unpickler rejects that
+    # global before calling it, so the folder is never created.
+    marker = tmp_path / "created-by-pickle"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    folder = _write_batches(tmp_path / "batches")
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": Exploit(), b"labels": [0]}))
+    with pytest.raises(DataError, match=r"test_batch: not a readable CIFAR-10 pickle"):
+        load_dataset(folder)
+    assert not marker.exists()
 
 
 def _jpeg(color, size=(8, 8)):
@@ -112,10 +140,15 @@ def test_class_folder_archive_loads(tmp_path):
     assert dataset.name == "pics"
 
 
-def test_odd_sized_image_resized(tmp_path):
+def test_odd_sized_image_resized(tmp_path, caplog):
     archive = _class_tree_archive(tmp_path / "p.tar.gz", sizes={("train", "boat", 0): (16, 12)})
-    dataset = load_dataset(archive)
+    with caplog.at_level("WARNING"):
+        dataset = load_dataset(archive)
     assert dataset.x_train.shape[1:] == (8, 8, 3)
+    assert "resized 1 of 12 images to the most common size 8x8" in caplog.text
+    # The resized image keeps its colour: boat images are pure blue.
+    boats = dataset.x_train[dataset.y_train == 1]
+    assert boats.reshape(-1, 3).tolist() == [[0, 0, 255]] * (4 * 8 * 8)
 
 
 def test_archive_escape_refused(tmp_path):
@@ -129,16 +162,49 @@ def test_archive_escape_refused(tmp_path):
         load_dataset(archive)
 
 
+@pytest.mark.parametrize("entry", ["pics/train/../../../cat/0.png", "/tmp/train/cat/0.png"])
+def test_archive_escape_named(tmp_path, entry):
+    archive = tmp_path / "bad.tar"
+    payload = _jpeg((1, 2, 3))
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo(entry)
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(DataError, match="Repack the archive with relative paths") as raised:
+        load_dataset(archive)
+    assert repr(entry) in str(raised.value)
+    assert str(archive) in str(raised.value)
+
+
+def test_archive_hard_link_refused(tmp_path):
+    archive = tmp_path / "links.tar"
+    payload = _jpeg((1, 2, 3))
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("pics/train/cat/0.png")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+        link = tarfile.TarInfo("pics/train/cat/1.png")
+        link.type = tarfile.LNKTYPE
+        link.linkname = "pics/train/cat/0.png"
+        tar.addfile(link)
+    with pytest.raises(DataError, match="'pics/train/cat/1.png' is a link"):
+        load_dataset(archive)
+
+
 def test_missing_path_named(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist") as raised:
         load_dataset(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(raised.value)
+    assert "--data" in str(raised.value)
 
 
 def test_plain_file_rejected(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello")
-    with pytest.raises(DataError, match="neither a folder nor a tar archive"):
+    with pytest.raises(DataError, match="neither a folder nor a tar archive") as raised:
         load_dataset(path)
+    assert str(path) in str(raised.value)
+    assert "train/<class>/*" in str(raised.value)
 
 
 def test_stratified_sample_keeps_shares():
@@ -190,8 +256,22 @@ def _tiny(labels_train, labels_test=(0, 1), names=("a", "b")):
 def test_one_class_rejected():
     from study.data import check_trainable
 
-    with pytest.raises(DataError, match="found in 1 class"):
+    with pytest.raises(DataError, match="found in 1 class") as raised:
         check_trainable(_tiny([0] * 20, [0, 0]), 0.1)
+    assert "Add a second class folder under train/ and test/" in str(raised.value)
+
+
+def test_one_class_folder_rejected(tmp_path):
+    dataset = load_dataset(_write_tree(tmp_path / "tree", ("cat",)))
+    assert dataset.class_names == ("cat",)
+    with pytest.raises(DataError, match=r"training images found in 1 class\(es\) \(cat\)"):
+        check_trainable(dataset, 0.5)
+
+
+def test_one_test_class_rejected():
+    with pytest.raises(DataError, match=r"test images found in 1 class \(b\)") as raised:
+        check_trainable(_tiny([0] * 10 + [1] * 10, [1, 1]), 0.1)
+    assert "second class folder under test/" in str(raised.value)
 
 
 def test_single_image_class_rejected():
@@ -239,7 +319,24 @@ def test_batch_missing_key_named(tmp_path):
 def test_batch_wrong_row_length(tmp_path):
     folder = _write_batches(tmp_path / "batches")
     (folder / "test_batch").write_bytes(_batch_bytes(np.zeros((2, 3000), np.uint8), [0, 1]))
-    with pytest.raises(DataError, match="rows of 3072 values"):
+    with pytest.raises(DataError, match="test_batch: CIFAR data must have rows of 3072 values"):
+        load_dataset(folder)
+
+
+def test_batch_label_count_mismatch(tmp_path):
+    # Two rows of pixels but three labels: the batch cannot be paired up.
+    folder = _write_batches(tmp_path / "batches")
+    rows = np.zeros((2, 3072), np.uint8)
+    (folder / "data_batch_1").write_bytes(_batch_bytes(rows, [0, 1, 1]))
+    with pytest.raises(DataError, match="data_batch_1: 2 images but 3 labels"):
+        load_dataset(folder)
+
+
+def test_batch_text_labels_rejected(tmp_path):
+    folder = _write_batches(tmp_path / "batches")
+    rows = np.zeros((2, 3072), np.uint8)
+    (folder / "data_batch_2").write_bytes(_batch_bytes(rows, ["cat", "dog"]))
+    with pytest.raises(DataError, match="data_batch_2: labels must be a list of integers"):
         load_dataset(folder)
 
 
@@ -255,8 +352,61 @@ def test_archive_link_refused(tmp_path):
 
 
 def test_empty_folder_explained(tmp_path):
-    with pytest.raises(DataError, match="no train/ folder found"):
+    with pytest.raises(DataError, match="no train/ folder found") as raised:
         load_dataset(tmp_path)
+    assert str(raised.value).startswith(f"{tmp_path}: ")
+    assert "Expected train/<class>/* and test/<class>/*" in str(raised.value)
+
+
+def _write_tree(root, classes, *, splits=("train", "test"), count=2, mode="RGB", color=0):
+    for split in splits:
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new(mode, (8, 8), color).save(folder / f"{i}.png")
+    return root
+
+
+def test_unreadable_image_named(tmp_path):
+    root = _write_tree(tmp_path / "tree", ("cat", "dog"))
+    (root / "train" / "dog" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="train/dog/broken.png: not a readable image") as raised:
+        load_dataset(root)
+    assert "replace or remove the file" in str(raised.value)
+
+
+def test_gray_and_rgba_pixel_values(tmp_path):
+    # Gray 100 becomes (100, 100, 100). RGBA keeps its colour and drops the
+    # alpha channel, even where the pixel is fully transparent.
+    root = tmp_path / "tree"
+    _write_tree(root, ("gray",), mode="L", color=100)
+    for split in ("train", "test"):
+        folder = root / split / "alpha"
+        folder.mkdir()
+        for i in range(2):
+            Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(folder / f"{i}.png")
+    dataset = load_dataset(root)
+    assert dataset.class_names == ("alpha", "gray")
+    assert dataset.x_train[dataset.y_train == 0].reshape(-1, 3).tolist() == [[10, 20, 30]] * 128
+    assert dataset.x_train[dataset.y_train == 1].reshape(-1, 3).tolist() == [[100] * 3] * 128
+
+
+def test_class_name_with_markup_kept(tmp_path):
+    # "/" cannot be part of a folder name, so "</b>" is impossible here.
+    name = '<b>"cat\'s"&'
+    root = _write_tree(tmp_path / "tree", (name, "dog"))
+    dataset = load_dataset(root)
+    assert dataset.class_names == (name, "dog")
+
+
+def test_class_missing_from_test_split_kept(tmp_path):
+    root = _write_tree(tmp_path / "tree", ("bird", "cat", "dog"), splits=("train",))
+    _write_tree(root, ("cat", "dog"), splits=("test",))
+    dataset = load_dataset(root)
+    assert dataset.class_names == ("bird", "cat", "dog")
+    assert np.bincount(dataset.y_test, minlength=3).tolist() == [0, 2, 2]
+    check_trainable(dataset, 0.5)
 
 
 def test_gray_rgba_and_notes_handled(tmp_path, caplog):
@@ -273,3 +423,4 @@ def test_gray_rgba_and_notes_handled(tmp_path, caplog):
     assert dataset.x_train.shape == (4, 8, 8, 3)
     assert dataset.class_names == ("alpha", "gray")
     assert "skipped 2 files without an image suffix" in caplog.text
+    assert "such as test/gray/README.txt" in caplog.text
