@@ -188,6 +188,31 @@ def _swap_into_place(site_dir: Path, out_dir: Path) -> None:
         logger.warning("could not delete the previous site at %s: %s", aside, error)
 
 
+def _recover_interrupted_render(out_dir: Path) -> None:
+    """Tidy what a render killed part-way left beside `out_dir`.
+
+    A killed render leaves its temporary `.<name>.new-*` folder, and one
+    killed between the two renames of `_swap_into_place` leaves `out_dir`
+    missing and the previous site in `.<name>.old-*`. The first is deleted;
+    the second is moved back, so the old site is never lost.
+    """
+    # NOTE: assumes one render per output folder at a time; a second render
+    # running into the same folder would see the first one's folders here.
+    if not out_dir.parent.is_dir():
+        return
+    for partial in out_dir.parent.glob(f".{out_dir.name}.new-*"):
+        logger.warning("removing %s, a partial site left by an interrupted render", partial)
+        shutil.rmtree(partial, ignore_errors=True)
+    previous = sorted(out_dir.parent.glob(f".{out_dir.name}.old-*"),
+                      key=lambda path: path.stat().st_mtime)
+    if previous and not out_dir.exists():
+        logger.warning("restoring the previous site from %s, which an interrupted render "
+                       "had moved aside", previous[-1])
+        os.rename(previous.pop(), out_dir)
+    for leftover in previous:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 # Errors that mean the file system has no room left for the report.
 _NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
@@ -223,6 +248,7 @@ def render_report(run_dir: Path, out_dir: Path, *, page_size: str = "A4",
                          f"{', '.join(PAGE_SIZES)}")
     started = time.perf_counter()
     run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
+    _recover_interrupted_render(out_dir)
     check_output_folder(run_dir, out_dir, force=force)
     run = load_run(run_dir)
     logger.info("rendering %s into %s (page size %s)", run_dir, out_dir, page_size)

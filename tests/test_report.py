@@ -898,3 +898,17 @@ def test_histogram_fact_same_channel_both_ends():
     assert histogram_fact(results) == (
         "The blue channel has the largest share of values at both ends: 1.23% at 255 "
         "and 1.08% at 0.")
+
+
+def test_render_recovers_interrupted_swap(tmp_path):
+    # A render killed between its two renames leaves the old site aside and
+    # no output folder; one killed earlier leaves its partial new folder.
+    old = tmp_path / ".site.old-1234abcd"
+    old.mkdir()
+    (old / "index.html").write_text("old site")
+    partial = tmp_path / ".site.new-zz"
+    partial.mkdir()
+    (partial / "index.html").write_text("half")
+    render._recover_interrupted_render(tmp_path / "site")
+    assert (tmp_path / "site" / "index.html").read_text() == "old site"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
