@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -63,6 +64,18 @@ class GuardLog:
         with self.path.open("a") as handle:
             handle.write(json.dumps({"trial_id": self.trial_id, "guard": guard,
                                      "epoch": epoch, "detail": detail}) + "\n")
+
+
+def read_guard_events(path: Path) -> list[dict]:
+    """The events in a guard log; a line cut short by a killed process is skipped."""
+    events = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("skipping an incomplete line in %s: %r", path, line[:80])
+    return events
 
 
 class TrialTimeLimit(keras.callbacks.Callback):
@@ -124,16 +137,53 @@ class RecordedEarlyStopping(keras.callbacks.EarlyStopping):
                                   f"no improvement of {self.monitor} for {self.patience} epochs")
 
 
+def write_json_atomically(path: str | Path, state: dict) -> None:
+    """Write `state` to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as handle:
+        json.dump(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
+    """HyperbandOracle whose state files are replaced whole, never rewritten in place.
+
+    keras-tuner 1.4.8 truncates oracle.json and trial.json before writing
+    them; a process killed at that moment leaves an empty file that the next
+    run cannot reload.
+    """
+
+    def save(self):
+        write_json_atomically(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        write_json_atomically(Path(self._get_trial_dir(trial.trial_id)) / "trial.json",
+                              trial.get_state())
+
+
 class StudyHyperband(kt.Hyperband):
     """Hyperband that adds the guards to each trial and logs one line per trial."""
 
-    def __init__(self, *args, budget: SearchBudget, guard_path: Path, study_seed: int,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, hypermodel, *, budget: SearchBudget, guard_path: Path, study_seed: int,
+                 objective: str, max_consecutive_failed_trials: int, **kwargs):
+        oracle = AtomicHyperbandOracle(
+            objective, max_epochs=budget.max_epochs, factor=budget.factor,
+            hyperband_iterations=budget.iterations, seed=study_seed,
+            max_consecutive_failed_trials=max_consecutive_failed_trials)
+        # kt.Hyperband.__init__ only builds a plain HyperbandOracle and passes
+        # it on; Tuner.__init__ takes this one instead.
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.budget = budget
         self.guard_path = Path(guard_path)
         self.study_seed = study_seed
         self._trial_start = 0.0
+
+    def save(self):
+        self.oracle.save()
+        write_json_atomically(self._get_tuner_fname(), self.get_state())
 
     def run_trial(self, trial, *args, **kwargs):
         keras.utils.set_random_seed(trial_seed(self.study_seed, trial.trial_id))
@@ -160,11 +210,11 @@ class StudyHyperband(kt.Hyperband):
         """Drop events an interrupted earlier run of this trial left behind."""
         if not self.guard_path.exists():
             return
-        lines = self.guard_path.read_text().splitlines()
-        kept = [line for line in lines if line and json.loads(line)["trial_id"] != trial_id]
-        if len(kept) < len(lines):
+        events = read_guard_events(self.guard_path)
+        kept = [event for event in events if event["trial_id"] != trial_id]
+        if len(kept) < len(self.guard_path.read_text().splitlines()):
             tmp = self.guard_path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.write_text("".join(json.dumps(event) + "\n" for event in kept))
             tmp.replace(self.guard_path)
 
     def on_trial_end(self, trial):
@@ -240,10 +290,6 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
     tuner = StudyHyperband(
         hypermodel,
         objective="val_accuracy",
-        max_epochs=budget.max_epochs,
-        factor=budget.factor,
-        hyperband_iterations=budget.iterations,
-        seed=seed,
         directory=str(search_dir),
         project_name=name,
         overwrite=False,
@@ -275,10 +321,7 @@ def _best_and_summary(name: str, tuner: kt.Tuner, seconds: float) -> tuple[kt.Hy
     completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None
                  and np.isfinite(t.score)]
     failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
-    guard_path = tuner.guard_path
-    events = []
-    if guard_path.exists():
-        events = [json.loads(line) for line in guard_path.read_text().splitlines() if line]
+    events = read_guard_events(tuner.guard_path)
     if not completed:
         last = failed[-1].message.strip().splitlines()[-1] if failed and failed[-1].message else "none"
         raise SearchError(
