@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from study.config import PRESETS, build_config
+from study.pipeline import RESTART_CHOICES
 
 log = logging.getLogger("run_study")
 
@@ -50,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-dir", default=None, type=Path, metavar="DIR",
                         help="folder for tuner state, models, logs and results.json "
                              "(default: runs/<preset>/); a rerun continues from it")
+    parser.add_argument(
+        "--restart", choices=RESTART_CHOICES, default=None, metavar="STAGE",
+        help="recompute STAGE and the stages after it instead of reusing them from the run "
+             "folder, e.g. after changing its settings: all, exploration, search, refit, "
+             "evaluation (both models), or one model's search_cnn, refit_cnn, "
+             "evaluation_cnn, search_vit, refit_vit, evaluation_vit")
     parser.add_argument("--render-only", action="store_true",
                         help="rebuild the site and PDF from the run folder's results.json "
                              "and saved arrays, without loading data or training")
@@ -58,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default: 42)")
 
     args = parser.parse_args(argv)
+    if args.render_only and args.restart:
+        parser.error("--render-only never trains, so --restart has nothing to recompute; "
+                     "pass one of them")
     if args.run_dir is None:
         args.run_dir = Path("runs") / args.preset
     return args
@@ -95,14 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     from report.render import OutputFolderError
     from study.data import DataError
     from study.pipeline import RunFolderError, run_study
-    from study.search import SearchError
+    from study.search import SearchError, SearchSpaceChanged
 
     start = time.monotonic()
     log.info("preset %s, seed %d, run folder %s, site %s",
              config.preset, config.seed, args.run_dir, args.out)
     try:
-        results = run_study(config, args.data, args.run_dir, args.out, force_out=args.force)
-    except (DataError, RunFolderError, SearchError, OutputFolderError) as err:
+        results = run_study(config, args.data, args.run_dir, args.out, force_out=args.force,
+                            restart=args.restart)
+    except (DataError, RunFolderError, SearchError, SearchSpaceChanged,
+            OutputFolderError) as err:
         log.error("%s", err)
         return 1
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,61 @@ MODEL_LABELS = {"cnn": "CNN", "vit": "ViT"}
 
 
 class RunFolderError(RuntimeError):
-    """The run folder belongs to a study with another config."""
+    """The run folder holds stages computed from other settings or other data."""
+
+
+# The stages whose outputs are kept in the run folder, in run order. The data
+# and preprocessing steps are recomputed by every invocation (seconds), and
+# the report is always rendered again.
+MODELS = ("cnn", "vit")
+STAGES = ("exploration",) + tuple(f"{step}_{name}" for name in MODELS
+                                  for step in ("search", "refit", "evaluation"))
+RESTART_CHOICES = ("all", "exploration", "search", "refit", "evaluation") + STAGES[1:]
+
+
+def downstream(stage: str) -> list[str]:
+    """The stage and every stage computed from its outputs.
+
+    >>> downstream("search_cnn")
+    ['search_cnn', 'refit_cnn', 'evaluation_cnn']
+    """
+    if stage == "exploration":
+        return ["exploration"]
+    step, name = stage.split("_")
+    steps = ("search", "refit", "evaluation")
+    return [f"{later}_{name}" for later in steps[steps.index(step):]]
+
+
+def restart_stages(choice: str | None) -> list[str]:
+    """Expand a --restart value into the stages to recompute, in run order."""
+    if choice is None:
+        return []
+    if choice == "all":
+        return list(STAGES)
+    if choice not in RESTART_CHOICES:
+        raise ValueError(f"unknown stage {choice!r} for --restart: choose one of "
+                         f"{', '.join(RESTART_CHOICES)}")
+    roots = [f"{choice}_{name}" for name in MODELS] if choice in (
+        "search", "refit", "evaluation") else [choice]
+    chosen = {stage for root in roots for stage in downstream(root)}
+    return [stage for stage in STAGES if stage in chosen]
+
+
+def stages_affected(key: str) -> list[str]:
+    """The stages whose outputs depend on the dotted config key `key`."""
+    parts = key.split(".")
+    if parts[0] == "config" and len(parts) > 1:
+        section = parts[1]
+        if section == "preset":
+            return []  # only a name; every value it sets is compared on its own
+        if section == "exploration":
+            return ["exploration"]
+        for name in MODELS:
+            if section == f"{name}_space":
+                return downstream(f"search_{name}")
+            if section == name and len(parts) > 2 and parts[2] in ("search", "refit"):
+                return downstream(f"{parts[2]}_{name}")
+    return list(STAGES)  # the seed, the image counts, the split, the data
 
 
 @dataclass
@@ -52,6 +107,35 @@ class RunFolder:
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(path)
 
+    def stage_outputs(self, stage: str) -> list[Path]:
+        """Everything a stage writes, finished or partial, its record last."""
+        if stage == "exploration":
+            outputs = [self.root / "exploration.npz"]
+        else:
+            step, name = stage.split("_")
+            outputs = {
+                "search": [self.root / "search" / name],
+                "refit": [self.root / "models" / f"{name}.keras",
+                          self.root / "models" / f"{name}_history.json",
+                          self.root / "backup" / f"refit_{name}"],
+                "evaluation": [self.root / f"predictions_{name}.npz"],
+            }[step]
+        return outputs + [self.stage_file(stage)]
+
+    def present_stages(self) -> list[str]:
+        """Stages with a record or partial outputs in the folder."""
+        return [stage for stage in STAGES
+                if any(path.exists() for path in self.stage_outputs(stage))]
+
+    def remove_stage(self, stage: str) -> None:
+        # The record goes first, so an interrupted removal leaves a partial
+        # stage, never a record without its outputs.
+        for path in reversed(self.stage_outputs(stage)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
 
 def _resolved(data_path: str | None) -> str | None:
     return str(Path(data_path).expanduser().resolve()) if data_path else None
@@ -73,37 +157,104 @@ def changed_keys(before, after, prefix: str = "") -> list[str]:
     return changes
 
 
-def config_hash(config: StudyConfig, data_path: str | None) -> str:
-    payload = json.dumps({"config": to_dict(config), "data": _resolved(data_path)},
-                         sort_keys=True)
+def _value_at(tree, key: str):
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def config_hash(config: StudyConfig) -> str:
+    payload = json.dumps(to_dict(config), sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _check_manifest(run: RunFolder, config: StudyConfig, data_path: str | None) -> None:
-    manifest = run.root / "manifest.json"
-    digest = config_hash(config, data_path)
-    stages = run.root / "stages"
-    finished = sorted(p.stem for p in stages.glob("*.json")) if stages.exists() else []
-    if manifest.exists() and finished:
-        recorded = json.loads(manifest.read_text())
-        if recorded.get("config_hash") != digest:
-            now = {"config": to_dict(config), "data": _resolved(data_path)}
-            before = {"config": recorded.get("config"), "data": _resolved(recorded.get("data"))}
-            changes = changed_keys(before, now) or ["the config's format"]
-            change_list = ", ".join(changes[:6])
-            if len(changes) > 6:
-                change_list += f" and {len(changes) - 6} more"
-            raise RunFolderError(
-                f"run folder {run.root} contains finished stages ({', '.join(finished)}) of a "
-                f"study whose settings differ in {change_list}; its trials must not be mixed "
-                "with this one. Pass another --run-dir, or delete that folder to start over"
-            )
-        return
-    run.root.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps({"config_hash": digest, "config": to_dict(config),
-                                    "data": data_path,
-                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-                                   indent=1))
+def data_fingerprint(dataset) -> str:
+    """A digest of the sampled images, labels and class names a study trains on."""
+    digest = hashlib.sha256()
+    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps(list(dataset.class_names)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _conflict_message(run: RunFolder, conflict: list[str], reasons: list[str]) -> str:
+    roots = [stage for stage in conflict
+             if not any(stage in downstream(other)[1:] for other in conflict)]
+    steps = {root.split("_")[0] for root in roots}
+    if len(roots) == 1:
+        restart = roots[0]
+    elif len(steps) == 1 and "exploration" not in steps:
+        restart = steps.pop()  # the same step of both models
+    else:
+        restart = "all"
+    return (f"run folder {run.root} holds stages ({', '.join(conflict)}) computed from "
+            f"{'; '.join(reasons)}; they must not be mixed with this run. Add "
+            f"--restart {restart} to recompute them (and the stages after them), or pass "
+            "another --run-dir to keep that study")
+
+
+class Manifest:
+    """The settings and data a run folder's stages were computed from.
+
+    `check_config` runs before the data are loaded and `check_data` after;
+    `commit` then removes the stages to restart and records the new state.
+    """
+
+    def __init__(self, run: RunFolder, config: StudyConfig, data_path: str | None,
+                 restart: str | None = None):
+        self.run = run
+        self.path = run.root / "manifest.json"
+        self.config = to_dict(config)
+        self.digest = config_hash(config)
+        self.data_path = data_path
+        self.restart = restart_stages(restart)
+        self.recorded = json.loads(self.path.read_text()) if self.path.exists() else None
+        self.present = run.present_stages()
+
+    def _refuse(self, affected: list[str], reasons: list[str]) -> None:
+        conflict = [s for s in self.present if s in affected and s not in self.restart]
+        if conflict:
+            raise RunFolderError(_conflict_message(self.run, conflict, reasons))
+
+    def check_config(self) -> None:
+        if self.recorded is None or self.recorded.get("config_hash") == self.digest:
+            return
+        before = self.recorded.get("config") or {}
+        changes = changed_keys({"config": before}, {"config": self.config})
+        affected = {stage for key in changes for stage in stages_affected(key)}
+        shown = [f"{key} {_value_at({'config': before}, key)!r} -> "
+                 f"{_value_at({'config': self.config}, key)!r}" for key in changes[:4]]
+        if len(changes) > 4:
+            shown.append(f"{len(changes) - 4} more")
+        self._refuse([s for s in STAGES if s in affected],
+                     [f"other settings ({', '.join(shown)})"])
+
+    def check_data(self, fingerprint: str) -> None:
+        recorded = (self.recorded or {}).get("data_fingerprint")
+        if recorded is None or recorded == fingerprint:
+            return
+        cache = "the Keras CIFAR-10 cache"
+        self._refuse(list(STAGES), [
+            f"other data (fingerprint {recorded} from {self.recorded.get('data') or cache}; "
+            f"now {fingerprint} from {self.data_path or cache})"])
+
+    def commit(self, fingerprint: str) -> None:
+        removed = [stage for stage in self.restart if stage in self.present]
+        for stage in removed:
+            self.run.remove_stage(stage)
+        if removed:
+            log.info("restart: removed the stages %s from %s", ", ".join(removed), self.run.root)
+            (self.run.root / "results.json").unlink(missing_ok=True)
+        created = (self.recorded or {}).get("created")
+        if created is None or not self.run.present_stages():
+            created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        record = {"config_hash": self.digest, "config": self.config, "data": self.data_path,
+                  "data_fingerprint": fingerprint, "created": created}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(self.path)
 
 
 class StageTimer:
@@ -141,14 +292,18 @@ class StageTimer:
 
 
 def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
-              out_dir: Path | None, *, force_out: bool = False) -> dict:
+              out_dir: Path | None, *, force_out: bool = False,
+              restart: str | None = None) -> dict:
     """Run every stage, write results.json, render the site and PDF into `out_dir`.
 
     Returns the results dict. With `out_dir` None the report is not rendered.
+    `restart` (a RESTART_CHOICES value) recomputes those stages and the ones
+    after them instead of reusing their outputs.
     """
     started = time.monotonic()
     run = RunFolder(Path(run_dir))
-    _check_manifest(run, config, data_path)
+    manifest = Manifest(run, config, data_path, restart)
+    manifest.check_config()
     if out_dir is not None:
         from report.render import OutputFolderError, check_output_folder
 
@@ -164,6 +319,9 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         full = load_dataset(data_path, cache_dir=None)
         dataset = subsample(full, config.train_images, config.test_images, config.seed)
         check_trainable(dataset, config.validation_fraction)
+        fingerprint = data_fingerprint(dataset)
+        manifest.check_data(fingerprint)
+        manifest.commit(fingerprint)
         log.info("data: %s, %d classes, %d of %d train and %d of %d test images of %s",
                  full.source, len(full.class_names), len(dataset.y_train), len(full.y_train),
                  len(dataset.y_test), len(full.y_test), "x".join(map(str, full.image_shape)))

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -140,3 +141,74 @@ def test_render_only_needs_no_tensorflow(smoke_run, tmp_path):
     assert (tmp_path / "site" / "study.pdf").is_file()
     assert (tmp_path / "site" / "index.html").read_text() == (
         work / "site" / "index.html").read_text()
+
+
+def _run_and_kill(command, cwd, marker):
+    """Start the CLI, SIGKILL it as soon as `marker` appears in its log; return the log."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if marker in line:
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        process.wait(timeout=600)
+        process.stderr.close()
+    log = "".join(lines)
+    assert process.returncode == -signal.SIGKILL, f"no {marker!r} before the end:\n{log[-3000:]}"
+    return log
+
+
+def test_sigkill_at_any_stage_resumes_to_same_results(smoke_run):
+    work, _, uninterrupted, _ = smoke_run
+    kill = work / "killed"
+    command = [sys.executable, str(ROOT / "run_study.py"), "--preset", "smoke",
+               "--data", str(work / "cifar10-slice.tar.gz"), "--out", str(kill / "site"),
+               "--run-dir", str(kill / "run")]
+    _run_and_kill(command, work, "cnn trial 0001:")  # during the CNN search
+    refit_log = _run_and_kill(command, work, "vit refit epoch 1/")  # during the ViT refit
+    assert "cnn search: continuing from" in refit_log
+    render_log = _run_and_kill(command, work, "stage report: started")
+    assert "vit refit: resuming from the backup" in render_log
+    assert not (kill / "site" / "index.html").exists()
+    final = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
+    assert final.returncode == 0, final.stderr[-4000:]
+
+    results = json.loads((kill / "site" / "results.json").read_text())
+    for name in ("cnn", "vit"):
+        model, reference = results["models"][name], uninterrupted["models"][name]
+        assert model["search"]["trials"] == reference["search"]["trials"]
+        assert model["best_hyperparameters"] == reference["best_hyperparameters"]
+        assert model["test"] == reference["test"]
+        assert model["refit"]["history"] == reference["refit"]["history"]
+    assert not (kill / "run" / "backup" / "refit_vit").exists()
+
+    # Over the four invocations, each cached stage and each trial finished once.
+    log = (kill / "run" / "study.log").read_text()
+    for stage in ("exploration", "search_cnn", "refit_cnn", "evaluation_cnn", "search_vit",
+                  "refit_vit", "evaluation_vit"):
+        assert log.count(f"stage {stage}: finished") == 1, stage
+    trials = re.findall(r"(cnn|vit) trial (\d+): ", log)
+    assert len(trials) == len(set(trials))
+    assert len(trials) == sum(uninterrupted["models"][n]["search"]["trials"] for n in ("cnn", "vit"))
+
+
+def test_sigkill_during_render_keeps_old_site(smoke_run):
+    work, *_ = smoke_run
+    out = work / "rerendered"
+    command = [sys.executable, str(ROOT / "run_study.py"), "--render-only",
+               "--run-dir", str(work / "run"), "--out", str(out)]
+    first = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    page = (out / "index.html").read_text()
+    pdf = (out / "study.pdf").read_bytes()
+    _run_and_kill(command, work, "figures in")  # while the PDF is being written
+    assert (out / "index.html").read_text() == page
+    assert (out / "study.pdf").read_bytes() == pdf
+    again = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    leftovers = [p.name for p in work.iterdir() if p.name.startswith(".rerendered")]
+    assert leftovers == []

@@ -1,25 +1,135 @@
 import dataclasses
 
+import numpy as np
 import pytest
 
 from study.config import build_config
-from study.pipeline import RunFolder, RunFolderError, StageTimer, _check_manifest, changed_keys
+from study.data import ImageDataset
+from study.pipeline import (STAGES, Manifest, RunFolder, RunFolderError, StageTimer,
+                            changed_keys, data_fingerprint, downstream, restart_stages,
+                            stages_affected)
 
 
-def test_changed_config_refused(tmp_path):
+def _finish(run: RunFolder, *stages: str) -> None:
+    for stage in stages:
+        run.save_stage(stage, {"seconds": 1.0, "record": {}})
+
+
+def _manifest(run, config, restart=None, fingerprint="f1"):
+    manifest = Manifest(run, config, "data.tar.xz", restart)
+    manifest.check_config()
+    manifest.check_data(fingerprint)
+    manifest.commit(fingerprint)
+    return manifest
+
+
+def test_downstream_and_restart_expansion():
+    assert downstream("refit_vit") == ["refit_vit", "evaluation_vit"]
+    assert downstream("exploration") == ["exploration"]
+    assert restart_stages("search") == ["search_cnn", "refit_cnn", "evaluation_cnn",
+                                        "search_vit", "refit_vit", "evaluation_vit"]
+    assert restart_stages("evaluation") == ["evaluation_cnn", "evaluation_vit"]
+    assert restart_stages("all") == list(STAGES)
+    assert restart_stages(None) == []
+    with pytest.raises(ValueError, match="'report'"):
+        restart_stages("report")
+
+
+def test_stages_affected_by_key():
+    assert stages_affected("config.cnn.refit.max_epochs") == ["refit_cnn", "evaluation_cnn"]
+    assert stages_affected("config.vit_space.heads") == ["search_vit", "refit_vit",
+                                                         "evaluation_vit"]
+    assert stages_affected("config.vit.search.factor")[0] == "search_vit"
+    assert stages_affected("config.exploration.histogram_bins") == ["exploration"]
+    assert stages_affected("config.preset") == []
+    assert stages_affected("config.seed") == list(STAGES)
+
+
+def test_same_config_accepted_and_created_kept(tmp_path):
     run = RunFolder(tmp_path / "run")
     config = build_config("smoke")
-    _check_manifest(run, config, "data.tar.xz")
-    _check_manifest(run, config, "data.tar.xz")  # same config: accepted
-    # Before any stage finishes, another config simply takes the folder over.
-    _check_manifest(run, dataclasses.replace(config, seed=5), "data.tar.xz")
-    _check_manifest(run, config, "data.tar.xz")
-    run.save_stage("exploration", {})
-    changed = dataclasses.replace(config, seed=1, train_images=300)
-    with pytest.raises(RunFolderError, match="differ in config.seed, config.train_images;"):
-        _check_manifest(run, changed, "data.tar.xz")
-    with pytest.raises(RunFolderError, match="another --run-dir"):
-        _check_manifest(run, config, "other.tar.xz")
+    first = _manifest(run, config)
+    _finish(run, "exploration", "search_cnn")
+    created = (run.root / "manifest.json").read_text()
+    again = _manifest(run, config)
+    assert again.restart == []
+    assert (run.root / "manifest.json").read_text() == created
+    assert first.present == []
+
+
+def test_changed_refit_setting_names_key_and_stage(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke")
+    _manifest(run, config)
+    _finish(run, "exploration", "search_cnn", "refit_cnn", "evaluation_cnn")
+    refit = dataclasses.replace(config.cnn.refit, max_epochs=7)
+    changed = dataclasses.replace(config, cnn=dataclasses.replace(config.cnn, refit=refit))
+    with pytest.raises(RunFolderError) as error:
+        Manifest(run, changed, "data.tar.xz").check_config()
+    message = str(error.value)
+    assert "config.cnn.refit.max_epochs 2 -> 7" in message
+    assert "(refit_cnn, evaluation_cnn)" in message
+    assert "--restart refit_cnn" in message
+    # With the restart the refit and evaluation go; the search stays.
+    _manifest(run, changed, restart="refit_cnn")
+    assert run.present_stages() == ["exploration", "search_cnn"]
+
+
+def test_changed_setting_of_absent_stage_accepted(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke")
+    _manifest(run, config)
+    _finish(run, "exploration")
+    heads = dataclasses.replace(config.vit_space, heads=(1,))
+    _manifest(run, dataclasses.replace(config, vit_space=heads))
+    assert run.present_stages() == ["exploration"]
+
+
+def test_partial_search_counts_as_present(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke")
+    _manifest(run, config)
+    (run.root / "search" / "vit").mkdir(parents=True)
+    heads = dataclasses.replace(config.vit_space, heads=(1,))
+    with pytest.raises(RunFolderError, match="--restart search_vit"):
+        Manifest(run, dataclasses.replace(config, vit_space=heads), None).check_config()
+
+
+def test_seed_change_suggests_restart_all(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke")
+    _manifest(run, config)
+    _finish(run, "exploration", "search_cnn")
+    with pytest.raises(RunFolderError, match="config.seed 42 -> 5.*--restart all"):
+        Manifest(run, dataclasses.replace(config, seed=5), None).check_config()
+
+
+def test_other_data_refused_then_restarted(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke")
+    _manifest(run, config, fingerprint="aaaa")
+    _finish(run, "exploration", "search_cnn")
+    (run.root / "results.json").write_text("{}")
+    with pytest.raises(RunFolderError, match="other data.*aaaa.*bbbb.*--restart all"):
+        _manifest(run, config, fingerprint="bbbb")
+    assert run.present_stages() == ["exploration", "search_cnn"]
+    _manifest(run, config, restart="all", fingerprint="bbbb")
+    assert run.present_stages() == []
+    assert not (run.root / "results.json").exists()
+
+
+def test_data_fingerprint_sees_one_pixel():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4, 2, 2, 3), dtype=np.uint8)
+    y = np.array([0, 1, 0, 1])
+    data = ImageDataset(x, y, x.copy(), y, ("a", "b"), "test")
+    same = ImageDataset(x.copy(), y.copy(), x.copy(), y.copy(), ("a", "b"), "elsewhere")
+    assert data_fingerprint(data) == data_fingerprint(same)
+    x2 = x.copy()
+    x2[3, 1, 1, 2] ^= 1
+    assert data_fingerprint(data) != data_fingerprint(ImageDataset(x2, y, x, y, ("a", "b"), ""))
+    renamed = ImageDataset(x, y, x, y, ("a", "c"), "test")
+    assert data_fingerprint(data) != data_fingerprint(renamed)
 
 
 def test_cached_stage_reused_with_time(tmp_path):
