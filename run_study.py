@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         setup_logging(None)
         return render_only(args)
-    setup_logging(args.run_dir)
+    try:
+        setup_logging(args.run_dir)
+    except OSError as err:
+        print(f"error: cannot write the run folder {args.run_dir} ({err.strerror or err}); "
+              "make it writable or choose another --run-dir", file=sys.stderr)
+        return 1
 
     from report.render import OutputFolderError
     from study.data import DataError
@@ -116,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, RunFolderError, SearchError, SearchSpaceChanged,
             OutputFolderError) as err:
         log.error("%s", err)
+        return 1
+    except OSError as err:
+        # Raised by a write of the run folder (disk full, permissions); the
+        # stages recorded before it stay valid.
+        where = f" {err.filename}" if err.filename else ""
+        log.error("could not write%s: %s. The stages finished before it are kept in %s; "
+                  "free space or fix the permissions, then run the same command again to "
+                  "continue", where, err.strerror or err, args.run_dir)
         return 1
     except KeyboardInterrupt:
         log.error("interrupted; run the same command again to continue from the "

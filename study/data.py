@@ -490,26 +490,36 @@ def check_trainable(dataset: ImageDataset, validation_fraction: float) -> None:
         )
 
 
-def stratified_indices(labels: np.ndarray, count: int | None, seed: int) -> np.ndarray:
+def stratified_indices(labels: np.ndarray, count: int | None, seed: int,
+                       description: str = "images") -> np.ndarray:
     """Pick `count` indices with each class's share kept; all when None or too few.
 
-    The result is sorted, so the same seed always yields the same subset.
+    When a stratified draw is impossible (a class with one image, or fewer
+    picks than classes), the sample is drawn uniformly and a warning says
+    so. The result is sorted, so the same seed always yields the same subset.
     """
     if count is None or count >= len(labels):
         return np.arange(len(labels))
     from sklearn.model_selection import train_test_split
 
-    picked, _ = train_test_split(
-        np.arange(len(labels)), train_size=count, stratify=labels, random_state=seed
-    )
+    try:
+        picked, _ = train_test_split(
+            np.arange(len(labels)), train_size=count, stratify=labels, random_state=seed
+        )
+    except ValueError as error:
+        log.warning("the sample of %d of %d %s is drawn without keeping class shares, "
+                    "because scikit-learn cannot stratify it: %s", count, len(labels), description,
+                    error)
+        picked, _ = train_test_split(np.arange(len(labels)), train_size=count,
+                                     random_state=seed)
     return np.sort(picked)
 
 
 def subsample(dataset: ImageDataset, train_count: int | None, test_count: int | None,
               seed: int) -> ImageDataset:
     """Return a stratified sample of both splits."""
-    train = stratified_indices(dataset.y_train, train_count, seed)
-    test = stratified_indices(dataset.y_test, test_count, seed)
+    train = stratified_indices(dataset.y_train, train_count, seed, "training images")
+    test = stratified_indices(dataset.y_test, test_count, seed, "test images")
     return ImageDataset(
         dataset.x_train[train], dataset.y_train[train],
         dataset.x_test[test], dataset.y_test[test],

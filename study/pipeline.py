@@ -30,7 +30,7 @@ MODEL_LABELS = {"cnn": "CNN", "vit": "ViT"}
 
 
 class RunFolderError(RuntimeError):
-    """The run folder holds stages computed from other settings or other data."""
+    """The run folder contains stages computed from other settings or other data."""
 
 
 # The stages whose outputs are kept in the run folder, in run order. The data
@@ -43,7 +43,7 @@ RESTART_CHOICES = ("all", "exploration", "search", "refit", "evaluation") + STAG
 
 
 def downstream(stage: str) -> list[str]:
-    """The stage and every stage computed from its outputs.
+    """Return the stage and every stage computed from its outputs.
 
     >>> downstream("search_cnn")
     ['search_cnn', 'refit_cnn', 'evaluation_cnn']
@@ -71,7 +71,7 @@ def restart_stages(choice: str | None) -> list[str]:
 
 
 def stages_affected(key: str) -> list[str]:
-    """The stages whose outputs depend on the dotted config key `key`."""
+    """List the stages whose outputs depend on the dotted config key `key`."""
     parts = key.split(".")
     if parts[0] == "config" and len(parts) > 1:
         section = parts[1]
@@ -169,7 +169,7 @@ def config_hash(config: StudyConfig) -> str:
 
 
 def data_fingerprint(dataset) -> str:
-    """A digest of the sampled images, labels and class names a study trains on."""
+    """Hash the sampled images, labels and class names that a study trains on."""
     digest = hashlib.sha256()
     for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
         digest.update(str(array.shape).encode())
@@ -188,7 +188,7 @@ def _conflict_message(run: RunFolder, conflict: list[str], reasons: list[str]) -
         restart = steps.pop()  # the same step of both models
     else:
         restart = "all"
-    return (f"run folder {run.root} holds stages ({', '.join(conflict)}) computed from "
+    return (f"run folder {run.root} contains stages ({', '.join(conflict)}) computed from "
             f"{'; '.join(reasons)}; they must not be mixed with this run. Add "
             f"--restart {restart} to recompute them (and the stages after them), or pass "
             "another --run-dir to keep that study")

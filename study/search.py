@@ -44,11 +44,11 @@ class SearchError(RuntimeError):
 
 
 class SearchSpaceChanged(RuntimeError):
-    """A saved search holds trials drawn from another search space."""
+    """A saved search contains trials drawn from another search space."""
 
 
 def trial_seed(seed: int, trial_id: str) -> int:
-    """The Keras seed of one trial: fixed by the study seed and the trial id."""
+    """Return the Keras seed of one trial, fixed by the study seed and the trial id."""
     return (int(seed) * 1_000_003 + int(trial_id)) % 2**31
 
 
@@ -67,7 +67,7 @@ class GuardLog:
 
 
 def read_guard_events(path: Path) -> list[dict]:
-    """The events in a guard log; a line cut short by a killed process is skipped."""
+    """Read the events of a guard log, skipping a line that a killed process cut short."""
     events = []
     if path.exists():
         for line in path.read_text().splitlines():

@@ -215,6 +215,15 @@ def test_stratified_sample_keeps_shares():
     assert picked.tolist() == stratified_indices(labels, 50, seed=1).tolist()
 
 
+def test_stratified_sample_single_image_class_degrades(caplog):
+    # Class 2 has one image, so scikit-learn cannot stratify; the draw is
+    # uniform, still 10 distinct indices, and a warning explains why.
+    labels = np.repeat([0, 1, 2], [10, 10, 1])
+    picked = stratified_indices(labels, 10, seed=0, description="test images")
+    assert len(set(picked.tolist())) == 10
+    assert "10 of 21 test images is drawn without keeping class shares" in caplog.text
+
+
 def test_subsample_all_when_none(tmp_path):
     dataset = load_dataset(_class_tree_archive(tmp_path / "pics.tar.gz"))
     same = subsample(dataset, None, None, seed=0)

@@ -1,0 +1,68 @@
+"""How the command line handles a run folder it cannot write, a full disk and bad options."""
+
+import errno
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import run_study
+from study.pipeline import RunFolder
+
+
+def _tiny_tree(root):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for name in ("cat", "dog"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_run_folder_under_a_file(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    code = run_study.main(["--preset", "smoke", "--run-dir", str(blocker / "run"),
+                           "--out", str(tmp_path / "site")])
+    assert code == 1
+    message = capsys.readouterr().err
+    assert f"cannot write the run folder {blocker / 'run'}" in message
+    assert "choose another --run-dir" in message
+
+
+def test_disk_full_keeps_finished_stages(tmp_path, monkeypatch, capsys):
+    data = _tiny_tree(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    saved = RunFolder.save_stage
+
+    def full_after_exploration(self, stage, record):
+        if stage != "exploration":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.stage_file(stage)))
+        saved(self, stage, record)
+
+    monkeypatch.setattr(RunFolder, "save_stage", full_after_exploration)
+    # The search fails to record first; the smoke search itself runs on 24 images.
+    code = run_study.main(["--preset", "smoke", "--data", str(data), "--run-dir", str(run_dir),
+                           "--out", str(tmp_path / "site")])
+    assert code == 1
+    # The CLI logs to stderr (pytest's capture at the time it was set up).
+    message = capsys.readouterr().err
+    assert "stages/search_cnn.json: No space left on device" in message
+    assert "run the same command again" in message
+    assert RunFolder(run_dir).load_stage("exploration") is not None
+
+
+def test_render_only_with_restart_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_study.parse_args(["--render-only", "--restart", "refit"])
+    assert exit_info.value.code == 2
+    assert "pass one of them" in capsys.readouterr().err
+
+
+def test_restart_choice_checked(capsys):
+    with pytest.raises(SystemExit):
+        run_study.parse_args(["--restart", "report"])
+    assert "invalid choice: 'report'" in capsys.readouterr().err
