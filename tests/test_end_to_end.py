@@ -212,3 +212,16 @@ def test_sigkill_during_render_keeps_old_site(smoke_run):
     assert again.returncode == 0, again.stderr[-3000:]
     leftovers = [p.name for p in work.iterdir() if p.name.startswith(".rerendered")]
     assert leftovers == []
+
+
+def test_changed_seed_refused_with_restart_hint(smoke_run):
+    work, *_ = smoke_run
+    command = [sys.executable, str(ROOT / "run_study.py"), "--preset", "smoke", "--seed", "7",
+               "--data", str(work / "cifar10-slice.tar.gz"), "--out", str(work / "site"),
+               "--run-dir", str(work / "run")]
+    refused = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1
+    assert "config.seed 42 -> 7" in refused.stderr
+    assert "--restart all" in refused.stderr
+    # Nothing was removed: the finished study is still complete.
+    assert (work / "run" / "stages" / "evaluation_vit.json").is_file()
