@@ -903,6 +903,30 @@ def reuse_sentence(results: dict) -> str | None:
             f"times are the times of that original computation, and the total includes them.")
 
 
+def resume_sentences(results: dict) -> list[str]:
+    """Say which refits continued from a backup after an interruption, and what that means."""
+    sentences = []
+    for model in results["models"].values():
+        refit = model.get("refit", {})
+        resumed_at = refit.get("resumed_at_epoch") or 0
+        if resumed_at <= 0:
+            continue
+        total = refit.get("epochs_run")
+        if total is not None and resumed_at >= total:
+            where = f"after its last epoch ({resumed_at})"
+        else:
+            where = f"after epoch {resumed_at}"
+        sentences.append(
+            f"The {model['label']} refit was interrupted and continued from its backup {where}, "
+            "with the weights, optimizer state, early-stopping state and dropout seeds of that "
+            "epoch restored.")
+    if sentences:
+        sentences.append(
+            "A stage's wall time counts only the run that finished it, while the Refit time "
+            "row of the refit table sums the epochs of every run.")
+    return sentences
+
+
 # ---- Context ------------------------------------------------------------------
 
 
@@ -995,6 +1019,7 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
         "conclusions": conclusion_sentences(results),
         "total_time": format_seconds(results["timings"].get("total_seconds")),
         "reuse": reuse_sentence(results),
+        "resume": resume_sentences(results),
         "figures": number_figures(results, figures),
         "tables": number_tables(results),
     }

@@ -185,6 +185,9 @@ def test_sigkill_at_any_stage_resumes_to_same_results(smoke_run):
         assert model["test"] == reference["test"]
         assert model["refit"]["history"] == reference["refit"]["history"]
     assert not (kill / "run" / "backup" / "refit_vit").exists()
+    assert results["models"]["vit"]["refit"]["resumed_at_epoch"] >= 1
+    page = (kill / "site" / "index.html").read_text()
+    assert "The ViT refit was interrupted and continued from its backup after" in page
 
     # Over the four invocations, each cached stage and each trial finished once.
     log = (kill / "run" / "study.log").read_text()

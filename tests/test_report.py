@@ -421,6 +421,20 @@ def test_reuse_sentence_names_stages(tmp_path):
     assert "marked reused" in table.caption
 
 
+def test_resume_sentences_name_epoch(tmp_path):
+    results = _fixture_results(tmp_path)
+    assert narrative.resume_sentences(results) == []
+    results["models"]["vit"]["refit"]["resumed_at_epoch"] = 2
+    sentences = narrative.resume_sentences(results)
+    assert len(sentences) == 2
+    assert sentences[0].startswith("The ViT refit was interrupted and continued from its "
+                                   "backup after epoch 2,")
+    assert "counts only the run that finished it" in sentences[1]
+    epochs = results["models"]["cnn"]["refit"]["epochs_run"]
+    results["models"]["cnn"]["refit"]["resumed_at_epoch"] = epochs
+    assert f"after its last epoch ({epochs})" in narrative.resume_sentences(results)[0]
+
+
 def test_fourier_sentence_rounding_claim(tmp_path):
     results = _fixture_results(tmp_path)
     assert "rounding restores every pixel exactly" in narrative.fourier_sentence(results)
