@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,14 @@ def setup_logging(run_dir: Path | None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a job scheduler, `kill`); handled like Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Quiet TensorFlow's C++ start-up banner, because the study's own log reports the stages.
@@ -115,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     log.info("preset %s, seed %d, run folder %s, site %s",
              config.preset, config.seed, args.run_dir, args.out)
+    # Schedulers stop jobs with SIGTERM; ending it like Ctrl-C logs how to continue.
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         results = run_study(config, args.data, args.run_dir, args.out, force_out=args.force,
                             restart=args.restart)
@@ -130,10 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                   "free space or fix the permissions, then run the same command again to "
                   "continue", where, err.strerror or err, args.run_dir)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         log.error("interrupted; run the same command again to continue from the "
                   "finished stages in %s", args.run_dir)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     log.info("study finished in %.1f s", time.monotonic() - start)
     for name, model in results["models"].items():
         log.info("%s: test accuracy %.4f, macro AUC %.4f", model["label"],

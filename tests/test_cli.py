@@ -1,12 +1,16 @@
 """How the command line handles a run folder it cannot write, a full disk and bad options."""
 
 import errno
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import run_study
+from conftest import ROOT
 from study.pipeline import RunFolder
 
 
@@ -66,3 +70,22 @@ def test_restart_choice_checked(capsys):
     with pytest.raises(SystemExit):
         run_study.parse_args(["--restart", "report"])
     assert "invalid choice: 'report'" in capsys.readouterr().err
+
+
+def test_sigterm_ends_like_ctrl_c(tmp_path):
+    data = _tiny_tree(tmp_path / "data")
+    command = [sys.executable, str(ROOT / "run_study.py"), "--preset", "smoke",
+               "--data", str(data), "--run-dir", str(tmp_path / "run"),
+               "--out", str(tmp_path / "site")]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "stage search_cnn: started" in line:
+            process.send_signal(signal.SIGTERM)
+    process.wait(timeout=300)
+    log = "".join(lines)
+    assert process.returncode == 128 + signal.SIGTERM, log[-3000:]
+    assert "interrupted; run the same command again" in log
+    assert RunFolder(tmp_path / "run").load_stage("exploration") is not None
