@@ -18,6 +18,7 @@ from pathlib import Path
 
 from study.config import PRESETS, build_config
 from study.pipeline import RESTART_CHOICES
+from study.stop import stop_on_signals
 
 log = logging.getLogger("run_study")
 
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--preset", choices=PRESETS, default="quick",
         help="size of the study: 'smoke' (a few hundred images, one or two epochs, for "
-             "tests), 'quick' (a 2-core CPU in about 10 minutes), 'full' (the complete "
+             "tests), 'quick' (about 6 to 7 minutes on a 2-core CPU), 'full' (the complete "
              "search on all images, for a GPU; hours on a CPU). Default: quick")
 
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick",
@@ -89,14 +90,6 @@ def setup_logging(run_dir: Path | None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived (a job scheduler, `kill`); handled like Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Quiet TensorFlow's C++ start-up banner, because the study's own log reports the stages.
@@ -124,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     log.info("preset %s, seed %d, run folder %s, site %s",
              config.preset, config.seed, args.run_dir, args.out)
-    # Schedulers stop jobs with SIGTERM; ending it like Ctrl-C logs how to continue.
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        results = run_study(config, args.data, args.run_dir, args.out, force_out=args.force,
-                            restart=args.restart)
+        # Schedulers stop jobs with SIGTERM; it ends the run like Ctrl-C does.
+        with stop_on_signals():
+            results = run_study(config, args.data, args.run_dir, args.out,
+                                force_out=args.force, restart=args.restart)
     except (DataError, RunFolderError, SearchError, SearchSpaceChanged,
             OutputFolderError) as err:
         log.error("%s", err)
@@ -142,11 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                   "continue", where, err.strerror or err, args.run_dir)
         return 1
     except KeyboardInterrupt as interrupt:
-        log.error("interrupted; run the same command again to continue from the "
-                  "finished stages in %s", args.run_dir)
-        return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        log.error("interrupted; run the same command again to continue from the finished "
+                  "stages, search trials and refit epochs in %s", args.run_dir)
+        return 128 + getattr(interrupt, "signum", signal.SIGINT)
     log.info("study finished in %.1f s", time.monotonic() - start)
     for name, model in results["models"].items():
         log.info("%s: test accuracy %.4f, macro AUC %.4f", model["label"],

@@ -25,6 +25,7 @@ from study.models.cnn import CNNHyperModel
 from study.models.vit import ViTHyperModel
 from study.refit import backup_dir, refit
 from study.search import run_search
+from study.stop import raise_if_requested
 
 log = logging.getLogger(__name__)
 # Keras-tuner builds a new model per trial, so TensorFlow's retracing
@@ -34,6 +35,19 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 # optimizer has no slots yet; Keras warns that it skips the saved optimizer
 # state, which is expected here.
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+
+class StopCheck(keras.callbacks.Callback):
+    """Raise a stop request (Ctrl-C, SIGTERM) whose first raise was lost, at the next batch."""
+
+    def __deepcopy__(self, memo):
+        return self  # keras-tuner deep-copies each trial's callbacks; this one has no state
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise_if_requested()
+
+    def on_test_batch_end(self, batch, logs=None):
+        raise_if_requested()
+
 
 EVAL_BATCH_SIZE = 512  # images per prediction batch; memory only, no effect on results
 
@@ -105,12 +119,14 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
         best_hp, summary = run_search(
             name, hypermodel, settings.search, train,
             prepared.validation_dataset(settings.search.batch_size),
-            run.root, config.seed, callbacks=[order],
+            run.root, config.seed, callbacks=[order, StopCheck()],
         )
         return {"best_hyperparameters": best_hp.values,
                 "hyperparameters_config": best_hp.get_config(), "summary": summary}
 
     searched = timer.cached(run, f"search_{name}", search)
+    # The stage time includes earlier, interrupted runs of the search.
+    searched["summary"]["seconds"] = timer.seconds[f"search_{name}"]
     best_hp = kt.HyperParameters.from_config(searched["hyperparameters_config"])
 
     trained = {}  # the refit model, when this invocation trains it
@@ -121,13 +137,14 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
         model, summary = refit(
             name, hypermodel, best_hp, settings.refit, train,
             prepared.validation_dataset(settings.refit.batch_size), run.root,
-            callbacks=[order],
+            callbacks=[order, StopCheck()],
         )
         trained["model"] = model
         return {**summary, "parameters": int(model.count_params())}
 
     refitted = timer.cached(run, f"refit_{name}", refit_best)
-    # The stage record now holds the refit; its epoch backup is no longer needed.
+    refitted["seconds"] = timer.seconds[f"refit_{name}"]
+    # The stage record now contains the refit; its epoch backup is no longer needed.
     shutil.rmtree(backup_dir(run.root, name), ignore_errors=True)
 
     def evaluate() -> dict:
