@@ -281,7 +281,9 @@ def difficulty_sentence(model: dict) -> str:
     if extremes is None:
         return f"No class has test images, so {the(model)} has no per-class recall."
     if extremes.easiest_recall == extremes.hardest_recall:
-        return (f"For {the(model)}, every class has the same recall, "
+        scope = ("every class" if all(row.get("recall") is not None for row in model["per_class"])
+                 else "every class with test images")
+        return (f"For {the(model)}, {scope} has the same recall, "
                 f"{extremes.easiest_recall:.3f}.")
     return (f"For {the(model)}, "
             f"{_classes_phrase(extremes.easiest, 'easiest', extremes.easiest_recall)} and "
@@ -317,10 +319,21 @@ def shared_hardest_sentence(results: dict) -> str | None:
     return f"For {every}, {name_classes(shared)} are among the classes with the lowest recall."
 
 
+def f1_compared(results: dict) -> list[int]:
+    """Return the indices of the classes whose F1 is defined for every model."""
+    return [index for index in range(len(results["data"]["class_names"]))
+            if all(model["per_class"][index]["f1"] is not None
+                   for _, model in model_items(results))]
+
+
 def f1_wins(results: dict) -> dict[str, int]:
-    """Count, per model, the classes where its printed F1 is strictly the highest."""
+    """Count, per model, the classes where its printed F1 is strictly the highest.
+
+    Classes whose F1 is undefined for some model (no test images and no
+    predictions) are not compared.
+    """
     wins = {key: 0 for key, _ in model_items(results)}
-    for index in range(len(results["data"]["class_names"])):
+    for index in f1_compared(results):
         scores = {key: round_score(model["per_class"][index]["f1"])
                   for key, model in model_items(results)}
         leaders = _leaders(scores)
@@ -332,7 +345,7 @@ def f1_wins(results: dict) -> dict[str, int]:
 def f1_wins_sentence(results: dict) -> str:
     """Count the classes on which each model has the higher F1."""
     models = results["models"]
-    classes = len(results["data"]["class_names"])
+    classes = len(f1_compared(results))
     wins = f1_wins(results)
     parts = [f"{the(models[key])} on {count} of {classes}" for key, count in wins.items()]
     ties = classes - sum(wins.values())
@@ -340,6 +353,10 @@ def f1_wins_sentence(results: dict) -> str:
     text = f"By class, the {word} F1 belongs to {join_words(parts)}"
     if ties:
         text += f", with {ties} {'class' if ties == 1 else 'classes'} tied"
+    undefined = len(results["data"]["class_names"]) - classes
+    if undefined:
+        text += (f"; F1 is undefined for {undefined} "
+                 f"{'class' if undefined == 1 else 'classes'} without test images")
     return text + "."
 
 
@@ -852,6 +869,9 @@ def _table_captions(results: dict) -> dict[str, str]:
                        f"{format_seconds(results['timings'].get('total_seconds'))} in total.")
     if tables.reused_stages(results):
         timings_caption += " A stage marked reused took its time in an earlier run."
+    if tables.resumed_stages(results):
+        timings_caption += (" A stage marked resumed includes the time of the interrupted "
+                            "runs it continued.")
     captions = {
         "class_balance": "Images per class in the training and test splits.",
         "pixel_channels": "Pixel statistics per channel on the 0-255 scale.",
@@ -920,10 +940,17 @@ def resume_sentences(results: dict) -> list[str]:
             f"The {model['label']} refit was interrupted and continued from its backup {where}, "
             "with the weights, optimizer state, early-stopping state and dropout seeds of that "
             "epoch restored.")
-    if sentences:
+    resumed = tables.resumed_stages(results)
+    if resumed:
+        names = join_words([tables.stage_name(stage, results) for stage in resumed])
+        earlier = format_seconds(sum(resumed.values()))
+        stages = "stage" if len(resumed) == 1 else "stages"
+        interval = results["timings"].get("heartbeat_seconds")
+        precision = (f", recorded every {interval:g} s, so up to {interval:g} s per "
+                     "interruption are missing" if interval else "")
         sentences.append(
-            "A stage's wall time counts only the run that finished it, while the Refit time "
-            "row of the refit table sums the epochs of every run.")
+            f"The {stages} {names} began in a run that was interrupted and finished in a later "
+            f"one. The wall times include {earlier} from the interrupted runs{precision}.")
     return sentences
 
 

@@ -308,16 +308,24 @@ def reused_stages(results: dict) -> list[str]:
     return list(results["timings"].get("reused") or [])
 
 
+def resumed_stages(results: dict) -> dict[str, float]:
+    """Return the stages finished after an interruption, with the seconds spent before it."""
+    return dict(results["timings"].get("resumed") or {})
+
+
 def timings_table(results: dict) -> TableView:
     timings = results["timings"]
     total = timings.get("total_seconds")
     reused = reused_stages(results)
+    resumed = resumed_stages(results)
     rows = []
     for stage, seconds in timings.get("stages", {}).items():
         share = format_percent(seconds / total, 1) if total else "n/a"
         name = stage_name(stage, results)
-        if stage in reused:
-            name += " (reused)"
+        marks = [mark for mark, listed in (("resumed", resumed), ("reused", reused))
+                 if stage in listed]
+        if marks:
+            name += f" ({', '.join(marks)})"
         rows.append([name, format_seconds(seconds), share])
     rows.append(["Total", format_seconds(total), format_percent(1.0, 1) if total else "n/a"])
     return TableView(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from study import exploration
 from study.config import StudyConfig, to_dict
 from study.data import check_trainable, load_dataset, subsample
 from study.results import SCHEMA_VERSION, environment, validate, write_results
+from study.stop import raise_if_requested
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class RunFolderError(RuntimeError):
 # and preprocessing steps are recomputed by every invocation (seconds), and
 # the report is always rendered again.
 MODELS = ("cnn", "vit")
+HEARTBEAT_SECONDS = 5.0  # how often an unfinished stage records its elapsed time
 STAGES = ("exploration",) + tuple(f"{step}_{name}" for name in MODELS
                                   for step in ("search", "refit", "evaluation"))
 RESTART_CHOICES = ("all", "exploration", "search", "refit", "evaluation") + STAGES[1:]
@@ -107,6 +110,10 @@ class RunFolder:
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(path)
 
+    def elapsed_file(self, stage: str) -> Path:
+        """Return the heartbeat file of an unfinished stage (its seconds so far)."""
+        return self.root / "stages" / f"{stage}.elapsed"
+
     def stage_outputs(self, stage: str) -> list[Path]:
         """Everything a stage writes, finished or partial, its record last."""
         if stage == "exploration":
@@ -120,7 +127,7 @@ class RunFolder:
                           self.root / "backup" / f"refit_{name}"],
                 "evaluation": [self.root / f"predictions_{name}.npz"],
             }[step]
-        return outputs + [self.stage_file(stage)]
+        return outputs + [self.elapsed_file(stage), self.stage_file(stage)]
 
     def present_stages(self) -> list[str]:
         """Stages with a record or partial outputs in the folder."""
@@ -257,24 +264,66 @@ class Manifest:
         tmp.replace(self.path)
 
 
+class Heartbeat:
+    """Write a stage's elapsed seconds to a file every `interval` seconds, from a thread.
+
+    A run killed part-way through a stage leaves the file behind, so the
+    run that finishes the stage can add the earlier time, losing at most
+    `interval` seconds of it.
+    """
+
+    def __init__(self, path: Path, earlier: float, interval: float = HEARTBEAT_SECONDS):
+        self.path = path
+        self.earlier = earlier
+        self.interval = interval
+        self._start = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {path.stem}",
+                                        daemon=True)
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.interval):
+            tmp = self.path.with_suffix(".tmp")
+            try:
+                tmp.write_text(json.dumps(
+                    {"seconds": self.earlier + time.monotonic() - self._start}))
+                tmp.replace(self.path)
+            except OSError as error:  # a full disk must not end the stage itself
+                log.warning("could not record the elapsed time in %s: %s", self.path, error)
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        self._thread.join()
+
+
 class StageTimer:
     """Run stages, log their start and end, and keep each one's wall time in seconds.
 
     A stage run through `cached` stores its record and time in the run
     folder; a later invocation reuses both and lists the stage in `reused`.
+    A stage that an earlier invocation began but did not finish adds that
+    invocation's time (from its heartbeat file) and is listed in `resumed`.
     """
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.reused: list[str] = []
+        self.resumed: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str):
+        raise_if_requested()
         log.info("stage %s: started", name)
         start = time.monotonic()
         yield
         self.seconds[name] = time.monotonic() - start
         log.info("stage %s: finished in %.1f s", name, self.seconds[name])
+        raise_if_requested()
 
     def cached(self, run: RunFolder, name: str, compute) -> dict:
         """Return the stage's saved record, or call `compute()` and save what it returns."""
@@ -282,12 +331,24 @@ class StageTimer:
         if saved is not None:
             self.seconds[name] = saved["seconds"]
             self.reused.append(name)
+            if saved.get("earlier_seconds"):
+                self.resumed[name] = saved["earlier_seconds"]
             log.info("stage %s: reused from an earlier run (it took %.1f s)", name,
                      saved["seconds"])
             return saved["record"]
-        with self.stage(name):
+        elapsed = run.elapsed_file(name)
+        earlier = json.loads(elapsed.read_text())["seconds"] if elapsed.exists() else 0.0
+        if earlier:
+            log.info("stage %s: continuing after %.1f s spent in earlier, interrupted runs",
+                     name, earlier)
+        with self.stage(name), Heartbeat(elapsed, earlier):
             record = compute()
-        run.save_stage(name, {"seconds": self.seconds[name], "record": record})
+        self.seconds[name] += earlier
+        if earlier:
+            self.resumed[name] = earlier
+        run.save_stage(name, {"seconds": self.seconds[name], "earlier_seconds": earlier,
+                              "record": record})
+        elapsed.unlink(missing_ok=True)
         return record
 
 
@@ -364,9 +425,12 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         "models": models,
         "environment": environment(prepared.gpus),
         # total_seconds sums the stages, counting reused ones at their original
-        # time, so it is the study's cost however many invocations it took.
+        # time and resumed ones with their interrupted runs, so it is the
+        # study's cost however many invocations it took.
         "timings": {"stages": timer.seconds, "total_seconds": sum(timer.seconds.values()),
-                    "reused": timer.reused, "this_run_seconds": time.monotonic() - started},
+                    "reused": timer.reused, "resumed": timer.resumed,
+                    "heartbeat_seconds": HEARTBEAT_SECONDS,
+                    "this_run_seconds": time.monotonic() - started},
     }
     validate(results)
     write_results(run.root / "results.json", results)

@@ -1,13 +1,18 @@
 import dataclasses
+import json
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
 
 from study.config import build_config
 from study.data import ImageDataset
-from study.pipeline import (STAGES, Manifest, RunFolder, RunFolderError, StageTimer,
-                            changed_keys, data_fingerprint, downstream, restart_stages,
-                            stages_affected)
+from study.pipeline import (STAGES, Heartbeat, Manifest, RunFolder, RunFolderError,
+                            StageTimer, changed_keys, data_fingerprint, downstream,
+                            restart_stages, stages_affected)
+from study.stop import StopRequested, raise_if_requested, stop_on_signals
 
 
 def _finish(run: RunFolder, *stages: str) -> None:
@@ -166,3 +171,49 @@ def test_changed_keys_dotted():
     after = {"config": {"cnn": {"search": {"max_epochs": 3}}, "seed": 1}, "data": "b"}
     assert changed_keys(before, after) == ["config.cnn.search.max_epochs", "data"]
     assert changed_keys(before, before) == []
+
+
+def test_heartbeat_records_elapsed(tmp_path):
+    path = tmp_path / "stages" / "search_cnn.elapsed"
+    with Heartbeat(path, earlier=3.0, interval=0.05):
+        time.sleep(0.3)
+        recorded = json.loads(path.read_text())["seconds"]
+    assert 3.1 <= recorded < 3.3
+
+
+def test_interrupted_stage_adds_earlier_time(tmp_path):
+    run = RunFolder(tmp_path)
+    run.elapsed_file("refit_cnn").parent.mkdir(parents=True)
+    run.elapsed_file("refit_cnn").write_text(json.dumps({"seconds": 12.5}))
+    timer = StageTimer()
+    timer.cached(run, "refit_cnn", lambda: {"value": 1})
+    assert 12.5 <= timer.seconds["refit_cnn"] < 13.0
+    assert timer.resumed == {"refit_cnn": 12.5}
+    assert not run.elapsed_file("refit_cnn").exists()
+    # A later invocation reuses the stage and still reports the resume.
+    again = StageTimer()
+    again.cached(run, "refit_cnn", lambda: {"value": 2})
+    assert again.resumed == {"refit_cnn": 12.5}
+    assert again.seconds["refit_cnn"] == timer.seconds["refit_cnn"]
+
+
+def test_elapsed_file_makes_stage_present(tmp_path):
+    run = RunFolder(tmp_path)
+    run.elapsed_file("exploration").parent.mkdir(parents=True)
+    run.elapsed_file("exploration").write_text("{}")
+    assert run.present_stages() == ["exploration"]
+    run.remove_stage("exploration")
+    assert run.present_stages() == []
+
+
+def test_stop_signal_raised_once_received():
+    with stop_on_signals():
+        with pytest.raises(StopRequested) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs between bytecodes of this loop
+        assert stopped.value.signum == signal.SIGTERM
+        # Had that first raise been lost (inside a weakref callback), the
+        # request is still pending and the next check raises it.
+        with pytest.raises(StopRequested):
+            raise_if_requested()
+    raise_if_requested()  # outside the block the request is cleared
