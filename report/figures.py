@@ -374,11 +374,15 @@ def plot_per_class_scores(scores: Sequence[tuple[str, Sequence[float]]],
     figure, axes = plt.subplots(figsize=(WIDTH, max(2.2, 0.32 * len(class_names) + 0.9)))
     for index, (label, values) in enumerate(scores):
         offset = (index - (len(scores) - 1) / 2) * height
-        axes.barh(positions + offset, values, height, label=plain(label),
+        heights = [np.nan if value is None else value for value in values]
+        axes.barh(positions + offset, heights, height, label=plain(label),
                   color=colours[index])
-    axes.set_yticks(positions, [plain(name, LABEL_CHARS) for name in class_names])
-    axes.margins(y=0.01)
-    axes.invert_yaxis()
+    # An undefined score (None) draws no bar, and its class label is marked undefined.
+    undefined = [any(values[i] is None for _, values in scores) for i in positions]
+    axes.set_yticks(positions, [plain(name, LABEL_CHARS) + (" (undefined)" if gap else "")
+                                for name, gap in zip(class_names, undefined)])
+    # Fixed limits, top to bottom: a class drawn without bars keeps its row.
+    axes.set_ylim(len(class_names) - 0.5, -0.5)
     axes.set_xlim(0, 1)
     axes.set_xlabel(metric)
     axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(scores),

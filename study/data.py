@@ -369,8 +369,14 @@ def _group_class_files(files: dict[PurePosixPath, bytes], source: str) -> dict:
 def _load_class_folders(root: Path) -> ImageDataset:
     base = root
     if not (root / "train").is_dir():
-        subdirs = [d for d in root.iterdir() if d.is_dir() and (d / "train").is_dir()]
-        if len(subdirs) != 1:
+        subdirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / "train").is_dir())
+        if len(subdirs) > 1:
+            names = ", ".join(d.name for d in subdirs[:5])
+            raise DataError(
+                f"{root}: {len(subdirs)} data sets one level down ({names}); pass one of "
+                "them as --data"
+            )
+        if not subdirs:
             raise DataError(
                 f"{root}: no train/ folder found (nor one level down). Expected "
                 "train/<class>/* and test/<class>/* image files, or a "
@@ -488,6 +494,11 @@ def check_trainable(dataset: ImageDataset, validation_fraction: float) -> None:
             f"({', '.join(tested)}); the ROC analysis needs test images of at least two "
             "classes. Add images to a second class folder under test/"
         )
+    untested = sorted(set(present) - set(tested))
+    if untested:
+        log.warning("%s: class(es) %s have training images but no test images, so their "
+                    "recall, F1 and AUC will be undefined", dataset.display_source,
+                    ", ".join(untested))
 
 
 def stratified_indices(labels: np.ndarray, count: int | None, seed: int,
@@ -495,8 +506,8 @@ def stratified_indices(labels: np.ndarray, count: int | None, seed: int,
     """Pick `count` indices with each class's share kept; all when None or too few.
 
     When a stratified draw is impossible (a class with one image, or fewer
-    picks than classes), the sample is drawn uniformly and a warning says
-    so. The result is sorted, so the same seed always yields the same subset.
+    picks than classes), the sample is drawn uniformly and a warning is
+    logged. The result is sorted, so the same seed always yields the same subset.
     """
     if count is None or count >= len(labels):
         return np.arange(len(labels))

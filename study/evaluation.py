@@ -89,13 +89,19 @@ def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return fpr[keep], tpr[keep]
 
 
+def _defined(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
 def evaluate_predictions(y_true: np.ndarray, y_score: np.ndarray, class_names) -> dict:
     """Accuracy, log loss, confusion matrix, per-class scores and ROC from probabilities."""
     k = len(class_names)
     labels = np.arange(k)
     y_pred = y_score.argmax(axis=1)
+    # A ratio with a zero denominator (recall of a class without test images,
+    # precision of a class never predicted) is undefined: NaN here, None in JSON.
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
+        y_true, y_pred, labels=labels, zero_division=np.nan
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # log_loss warns when a class is absent
@@ -104,8 +110,8 @@ def evaluate_predictions(y_true: np.ndarray, y_score: np.ndarray, class_names) -
         "test": {"accuracy": float(np.mean(y_pred == y_true)), "loss": float(loss),
                  "images": int(len(y_true))},
         "per_class": [
-            {"class": name, "precision": float(precision[i]), "recall": float(recall[i]),
-             "f1": float(f1[i]), "support": int(support[i])}
+            {"class": name, "precision": _defined(precision[i]), "recall": _defined(recall[i]),
+             "f1": _defined(f1[i]), "support": int(support[i])}
             for i, name in enumerate(class_names)
         ],
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),

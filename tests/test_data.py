@@ -224,6 +224,14 @@ def test_stratified_sample_single_image_class_degrades(caplog):
     assert "10 of 21 test images is drawn without keeping class shares" in caplog.text
 
 
+def test_several_data_sets_one_level_down(tmp_path):
+    for name in ("birds", "cars"):
+        (tmp_path / name / "train" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"2 data sets one level down \(birds, cars\); pass "
+                                        "one of them as --data"):
+        load_dataset(str(tmp_path))
+
+
 def test_subsample_all_when_none(tmp_path):
     dataset = load_dataset(_class_tree_archive(tmp_path / "pics.tar.gz"))
     same = subsample(dataset, None, None, seed=0)

@@ -65,7 +65,10 @@ def test_absent_class_metrics_computed(caplog):
     assert metrics["test"]["accuracy"] == pytest.approx(0.75)
     by_class = {row["class"]: row for row in metrics["per_class"]}
     assert by_class["c"]["support"] == 0
-    assert by_class["c"]["recall"] == 0.0
+    # c has no test images and is never predicted: 0/0 for all three scores.
+    assert by_class["c"]["recall"] is None
+    assert by_class["c"]["precision"] is None
+    assert by_class["c"]["f1"] is None
     assert by_class["b"]["precision"] == pytest.approx(2 / 3)
     roc = metrics["roc"]
     assert roc["per_class_auc"]["c"] is None
@@ -73,6 +76,19 @@ def test_absent_class_metrics_computed(caplog):
     # a: positive scores .6 .3 against negatives .2 .1, all 4 pairs in order.
     assert roc["per_class_auc"]["a"] == pytest.approx(1.0)
     assert roc["per_class_auc"]["b"] == pytest.approx(1.0)
+
+
+def test_never_predicted_class_precision_undefined():
+    # b has two test images and is never predicted: precision 0/0 is
+    # undefined, recall 0/2 is 0, and F1 = 2TP / (2TP + FP + FN) = 0/2 = 0.
+    y = np.array([0, 0, 1, 1])
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
+    by_class = {row["class"]: row for row in evaluate_predictions(y, scores, ["a", "b"])[
+        "per_class"]}
+    assert by_class["b"]["precision"] is None
+    assert by_class["b"]["recall"] == 0.0
+    assert by_class["b"]["f1"] == 0.0
+    assert by_class["a"]["precision"] == pytest.approx(0.5)
 
 
 def test_one_test_class_roc_rejected():

@@ -426,13 +426,52 @@ def test_resume_sentences_name_epoch(tmp_path):
     assert narrative.resume_sentences(results) == []
     results["models"]["vit"]["refit"]["resumed_at_epoch"] = 2
     sentences = narrative.resume_sentences(results)
-    assert len(sentences) == 2
+    assert len(sentences) == 1
     assert sentences[0].startswith("The ViT refit was interrupted and continued from its "
                                    "backup after epoch 2,")
-    assert "counts only the run that finished it" in sentences[1]
+    results["timings"]["resumed"] = {"refit_vit": 65.0}
+    results["timings"]["heartbeat_seconds"] = 5.0
+    assert narrative.resume_sentences(results)[1] == (
+        "The stage Refit (ViT) began in a run that was interrupted and finished in a later "
+        "one. The wall times include 1 min 05 s from the interrupted runs, recorded every 5 s, "
+        "so up to 5 s per interruption are missing.")
+    table = narrative.number_tables(results)["timings"]
+    assert "Refit (ViT) (resumed)" in [row[0] for row in table.rows]
+    assert "marked resumed" in table.caption
     epochs = results["models"]["cnn"]["refit"]["epochs_run"]
     results["models"]["cnn"]["refit"]["resumed_at_epoch"] = epochs
     assert f"after its last epoch ({epochs})" in narrative.resume_sentences(results)[0]
+
+
+def test_f1_figure_marks_undefined_class(tmp_path):
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figures.plot_per_class_scores([("CNN", [0.5, None]), ("ViT", [0.25, None])],
+                                      ["cat", "dog"], "F1 score", tmp_path / "f1.svg")
+    texts = _svg_texts(tmp_path / "f1.svg")
+    assert "cat" in texts
+    assert "dog (undefined)" in texts
+
+
+def test_f1_sentence_skips_undefined_class(tmp_path):
+    results = _fixture_results(tmp_path)
+    classes = len(results["data"]["class_names"])
+    for model in results["models"].values():
+        model["per_class"][0]["f1"] = None
+        model["per_class"][0]["recall"] = None
+    sentence = narrative.f1_wins_sentence(results)
+    assert f"of {classes - 1}" in sentence
+    assert sentence.endswith("; F1 is undefined for 1 class without test images.")
+    assert sum(narrative.f1_wins(results).values()) <= classes - 1
+
+
+def test_equal_recall_scope_names_untested(tmp_path):
+    results = _fixture_results(tmp_path)
+    model = results["models"]["cnn"]
+    for row in model["per_class"]:
+        row["recall"] = 1.0
+    model["per_class"][0].update(recall=None, support=0)
+    assert "every class with test images has the same recall, 1.000" in (
+        narrative.difficulty_sentence(model))
 
 
 def test_fourier_sentence_rounding_claim(tmp_path):
