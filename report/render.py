@@ -108,7 +108,7 @@ def _check_existing_output(out_dir: Path, *, force: bool) -> None:
         raise OutputFolderError(
             f"output folder {out_dir} contains files a report does not write "
             f"({', '.join(foreign)}). Rendering would delete them, so move them, choose "
-            f"another output folder, or pass force=True (--force) to delete them."
+            f"another output folder, or pass --force (force=True from Python) to delete them."
         )
 
 

@@ -154,8 +154,11 @@ def refit(name: str, hypermodel: kt.HyperModel, best_hp: kt.HyperParameters,
     stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=settings.patience,
                                              restore_best_weights=True)
     backup = RefitBackup(backup_dir(run_dir, name), stopping)
-    if (backup.directory / STATE_FILE).exists():
-        log.info("%s refit: resuming from the backup in %s", name, backup.directory)
+    state_path = backup.directory / STATE_FILE
+    if state_path.exists():
+        done = json.loads(state_path.read_text())["epoch"]
+        log.info("%s refit: resuming after epoch %d from the backup in %s", name, done,
+                 backup.directory)
     callbacks = [
         *callbacks,
         stopping,

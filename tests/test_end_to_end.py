@@ -172,7 +172,7 @@ def test_sigkill_at_any_stage_resumes_to_same_results(smoke_run):
     refit_log = _run_and_kill(command, work, "vit refit epoch 1/")  # during the ViT refit
     assert "cnn search: continuing from" in refit_log
     render_log = _run_and_kill(command, work, "stage report: started")
-    assert "vit refit: resuming from the backup" in render_log
+    assert "vit refit: resuming after epoch" in render_log
     assert not (kill / "site" / "index.html").exists()
     final = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
     assert final.returncode == 0, final.stderr[-4000:]
