@@ -350,16 +350,27 @@ def _load_archive(archive: Path) -> ImageDataset:
 
 
 def _group_class_files(files: dict[PurePosixPath, bytes], source: str) -> dict:
-    """Group files by (split, class): paths end in <split>/<class>/<file>."""
+    """Group files by (split, class): paths end in <split>/<class>/<file>.
+
+    Raises DataError when the split folders sit under more than one parent
+    folder, such as an archive that packs two data sets side by side.
+    """
     grouped: dict[str, dict[str, list[tuple[str, bytes]]]] = {s: defaultdict(list) for s in SPLITS}
     skipped = []
+    parents = set()
     for path, payload in sorted(files.items()):
         if len(path.parts) < 3 or path.parts[-3] not in SPLITS:
             continue
+        parents.add(PurePosixPath(*path.parts[:-3]))
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append(str(path))
             continue
         grouped[path.parts[-3]][path.parts[-2]].append((str(path), payload))
+    if len(parents) > 1:
+        names = ", ".join(str(parent) or "." for parent in sorted(parents)[:5])
+        raise DataError(
+            f"{source}: train/ and test/ folders under {len(parents)} different folders "
+            f"({names}), which would pool several data sets. Pack or pass one data set")
     if skipped:
         log.warning("%s: skipped %d files without an image suffix (%s), such as %s",
                     source, len(skipped), ", ".join(sorted(IMAGE_SUFFIXES)), skipped[0])
@@ -496,9 +507,8 @@ def check_trainable(dataset: ImageDataset, validation_fraction: float) -> None:
         )
     untested = sorted(set(present) - set(tested))
     if untested:
-        log.warning("%s: class(es) %s have training images but no test images, so their "
-                    "recall, F1 and AUC will be undefined", dataset.display_source,
-                    ", ".join(untested))
+        log.warning("%s: no test images for the classes %s, so their recall, F1 and AUC "
+                    "will be undefined", dataset.display_source, ", ".join(untested))
 
 
 def stratified_indices(labels: np.ndarray, count: int | None, seed: int,

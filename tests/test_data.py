@@ -140,6 +140,19 @@ def test_class_folder_archive_loads(tmp_path):
     assert dataset.name == "pics"
 
 
+def test_archive_of_two_data_sets_rejected(tmp_path):
+    path = tmp_path / "two.tar"
+    with tarfile.open(path, "w") as tar:
+        for root in ("setA", "setB"):
+            for split in ("train", "test"):
+                payload = _jpeg((0, 0, 255), (8, 8))
+                info = tarfile.TarInfo(f"{root}/{split}/boat/0.png")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(DataError, match=r"under 2 different folders \(setA, setB\)"):
+        load_dataset(str(path))
+
+
 def test_odd_sized_image_resized(tmp_path, caplog):
     archive = _class_tree_archive(tmp_path / "p.tar.gz", sizes={("train", "boat", 0): (16, 12)})
     with caplog.at_level("WARNING"):
