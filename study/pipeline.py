@@ -346,6 +346,8 @@ class StageTimer:
         self.seconds[name] += earlier
         if earlier:
             self.resumed[name] = earlier
+            log.info("stage %s: %.1f s in all, with the earlier, interrupted runs", name,
+                     self.seconds[name])
         run.save_stage(name, {"seconds": self.seconds[name], "earlier_seconds": earlier,
                               "record": record})
         elapsed.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ raising, and `raise_if_requested` raises it again at the next training batch
 from __future__ import annotations
 
 import signal
+import sys
 from contextlib import contextmanager
 
 _requested: int | None = None
@@ -43,9 +44,19 @@ def stop_on_signals():
     _requested = None
     previous = {signum: signal.signal(signum, _handle)
                 for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+
+    def quiet_lost_stop(unraisable):
+        # A StopRequested lost in a weakref callback is raised again later,
+        # so its "Exception ignored" traceback would only alarm the user.
+        if not isinstance(unraisable.exc_value, StopRequested):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_lost_stop
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
         _requested = None

@@ -2,7 +2,9 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -217,3 +219,27 @@ def test_stop_signal_raised_once_received():
         with pytest.raises(StopRequested):
             raise_if_requested()
     raise_if_requested()  # outside the block the request is cleared
+
+
+def test_lost_stop_traceback_silenced(monkeypatch):
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: reported.append(
+        type(unraisable.exc_value).__name__))
+
+    class Holder:
+        pass
+
+    def drop(error):
+        # An exception raised in a weakref callback is "unraisable": Python
+        # passes it to sys.unraisablehook instead of raising it.
+        def callback(_):
+            raise error
+        holder = Holder()
+        reference = weakref.ref(holder, callback)
+        del holder
+        assert reference() is None
+
+    with stop_on_signals():
+        drop(StopRequested(signal.SIGINT))
+        drop(ValueError("a real problem"))
+    assert reported == ["ValueError"]
