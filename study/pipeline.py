@@ -219,7 +219,7 @@ class Manifest:
         self.recorded = json.loads(self.path.read_text()) if self.path.exists() else None
         self.present = run.present_stages()
 
-    def _refuse(self, affected: list[str], reasons: list[str]) -> None:
+    def _reject_conflicts(self, affected: list[str], reasons: list[str]) -> None:
         conflict = [s for s in self.present if s in affected and s not in self.restart]
         if conflict:
             raise RunFolderError(_conflict_message(self.run, conflict, reasons))
@@ -230,19 +230,19 @@ class Manifest:
         before = self.recorded.get("config") or {}
         changes = changed_keys({"config": before}, {"config": self.config})
         affected = {stage for key in changes for stage in stages_affected(key)}
-        shown = [f"{key} {_value_at({'config': before}, key)!r} -> "
+        described = [f"{key} {_value_at({'config': before}, key)!r} -> "
                  f"{_value_at({'config': self.config}, key)!r}" for key in changes[:4]]
         if len(changes) > 4:
-            shown.append(f"{len(changes) - 4} more")
-        self._refuse([s for s in STAGES if s in affected],
-                     [f"other settings ({', '.join(shown)})"])
+            described.append(f"{len(changes) - 4} more")
+        self._reject_conflicts([s for s in STAGES if s in affected],
+                     [f"other settings ({', '.join(described)})"])
 
     def check_data(self, fingerprint: str) -> None:
         recorded = (self.recorded or {}).get("data_fingerprint")
         if recorded is None or recorded == fingerprint:
             return
         cache = "the Keras CIFAR-10 cache"
-        self._refuse(list(STAGES), [
+        self._reject_conflicts(list(STAGES), [
             f"other data (fingerprint {recorded} from {self.recorded.get('data') or cache}; "
             f"now {fingerprint} from {self.data_path or cache})"])
 
