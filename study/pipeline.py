@@ -235,7 +235,7 @@ class Manifest:
         if len(changes) > 4:
             described.append(f"{len(changes) - 4} more")
         self._reject_conflicts([s for s in STAGES if s in affected],
-                     [f"other settings ({', '.join(described)})"])
+                               [f"other settings ({', '.join(described)})"])
 
     def check_data(self, fingerprint: str) -> None:
         recorded = (self.recorded or {}).get("data_fingerprint")
