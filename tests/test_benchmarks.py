@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
+from report_fixture import make_run_dir
 
 
 def test_throughput_script_prints_ratio():
@@ -23,3 +24,14 @@ def test_throughput_script_rejects_one_epoch():
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 2
     assert "--epochs must be at least 2" in completed.stderr
+
+
+def test_render_time_script_prints_median(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run")
+    command = [sys.executable, str(ROOT / "benchmarks" / "render_time.py"), "--run-dir",
+               str(run_dir), "--repeats", "1"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert re.search(r"^render 1: [0-9.]+ s \(figures [0-9.]+ s, PDF [0-9.]+ s\)$",
+                     completed.stdout, re.M), completed.stdout
+    assert "over 1 render(s)" in completed.stdout
