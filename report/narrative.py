@@ -923,6 +923,23 @@ def reuse_sentence(results: dict) -> str | None:
             f"times are the times of that original computation, and the total includes them.")
 
 
+def augmentation_sentence(config: dict) -> str:
+    """Describe the random changes to the training batches from the run's config."""
+    settings = config.get("augmentation") or {}
+    changes = []
+    if settings.get("flip"):
+        changes.append("mirrored left to right with probability 1/2")
+    shift = settings.get("translate_pixels") or 0
+    if shift > 0:
+        unit = "pixel" if shift == 1 else "pixels"
+        changes.append(f"shifted by up to {shift} {unit} along each axis, with the border "
+                       "reflected")
+    if not changes:
+        return "The training images are not augmented: every epoch sees them unchanged."
+    return (f"Each training image is {join_words(changes)}, drawn anew every epoch from the "
+            "seed. Validation and test images are never changed.")
+
+
 def resume_sentences(results: dict) -> list[str]:
     """Say which refits continued from a backup after an interruption, and what that means."""
     sentences = []
@@ -1031,6 +1048,7 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
         "samples": sample_sentences(results),
         "preset": config.get("preset", "n/a"),
         "seed": config.get("seed", "n/a"),
+        "augmentation": augmentation_sentence(config),
         "validation_percent": format_percent(config.get("validation_fraction", 0.0), 0),
         "models": models,
         "abstract": abstract_sentences(results),

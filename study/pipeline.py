@@ -82,6 +82,8 @@ def stages_affected(key: str) -> list[str]:
             return []  # only a name; every value it sets is compared on its own
         if section == "exploration":
             return ["exploration"]
+        if section == "augmentation":  # changes the training batches of both models
+            return [stage for stage in STAGES if stage != "exploration"]
         for name in MODELS:
             if section == f"{name}_space":
                 return downstream(f"search_{name}")

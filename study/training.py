@@ -17,7 +17,7 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
-from study.config import StudyConfig
+from study.config import AugmentationSettings, StudyConfig
 from study.data import ImageDataset, stratified_indices
 from study.evaluation import evaluate_model
 from study.inputs import EpochOrder, make_dataset, validation_split
@@ -78,14 +78,18 @@ class PreparedData:
         return cls(x_fit, y_fit, x_val, y_val, dataset.x_test, dataset.y_test,
                    dataset.class_names, dataset.image_shape, config.seed, gpus)
 
-    def fit_dataset(self, batch_size: int, limit: int | None = None):
-        """Shuffled training batches, from a stratified `limit`-image subset when given.
+    def fit_dataset(self, batch_size: int, limit: int | None = None,
+                    augmentation: AugmentationSettings | None = None):
+        """Shuffled, optionally augmented training batches, from a stratified
+        `limit`-image subset when given.
 
         Returns the dataset and the EpochOrder callback that `fit` needs with it.
         """
         idx = stratified_indices(self.y_fit, limit, self.seed)
         order = EpochOrder(self.seed)
-        return make_dataset(self.x_fit[idx], self.y_fit[idx], batch_size, order=order), order
+        dataset = make_dataset(self.x_fit[idx], self.y_fit[idx], batch_size, order=order,
+                               augmentation=augmentation)
+        return dataset, order
 
     def validation_dataset(self, batch_size: int):
         return make_dataset(self.x_val, self.y_val, batch_size)
@@ -115,7 +119,7 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
 
     def search() -> dict:
         train, order = prepared.fit_dataset(settings.search.batch_size,
-                                            settings.search.train_images)
+                                            settings.search.train_images, config.augmentation)
         best_hp, summary = run_search(
             name, hypermodel, settings.search, train,
             prepared.validation_dataset(settings.search.batch_size),
@@ -133,7 +137,8 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
 
     def refit_best() -> dict:
         keras.utils.set_random_seed(config.seed)
-        train, order = prepared.fit_dataset(settings.refit.batch_size)
+        train, order = prepared.fit_dataset(settings.refit.batch_size,
+                                            augmentation=config.augmentation)
         model, summary = refit(
             name, hypermodel, best_hp, settings.refit, train,
             prepared.validation_dataset(settings.refit.batch_size), run.root,

@@ -49,6 +49,7 @@ def test_stages_affected_by_key():
     assert stages_affected("config.vit.search.factor")[0] == "search_vit"
     assert stages_affected("config.exploration.histogram_bins") == ["exploration"]
     assert stages_affected("config.preset") == []
+    assert stages_affected("config.augmentation.flip") == list(STAGES[1:])
     assert stages_affected("config.seed") == list(STAGES)
 
 

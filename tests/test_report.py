@@ -421,6 +421,20 @@ def test_reuse_sentence_names_stages(tmp_path):
     assert "marked reused" in table.caption
 
 
+def test_augmentation_sentence_from_config():
+    assert narrative.augmentation_sentence({}) == (
+        "The training images are not augmented: every epoch sees them unchanged.")
+    sentence = narrative.augmentation_sentence(
+        {"augmentation": {"flip": True, "translate_pixels": 4}})
+    assert sentence.startswith("Each training image is mirrored left to right with "
+                               "probability 1/2 and shifted by up to 4 pixels")
+    assert "Validation and test images are never changed." in sentence
+    one = narrative.augmentation_sentence({"augmentation": {"flip": False,
+                                                            "translate_pixels": 1}})
+    assert "shifted by up to 1 pixel along" in one
+    assert "mirrored" not in one
+
+
 def test_resume_sentences_name_epoch(tmp_path):
     results = _fixture_results(tmp_path)
     assert narrative.resume_sentences(results) == []

@@ -12,7 +12,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from study.config import RefitSettings, SearchBudget
+from study.config import AugmentationSettings, RefitSettings, SearchBudget
 from study.inputs import EpochOrder, make_dataset
 from study.refit import STATE_FILE, backup_dir, refit
 from study.search import SearchSpaceChanged, run_search
@@ -53,12 +53,13 @@ class DropoutModel(kt.HyperModel):
         return model
 
 
-def _data(seed=0):
+def _data(seed=0, augmentation=None):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, 60)
     x = (rng.integers(0, 60, (60, 4, 4, 3)) + 60 * y[:, None, None, None]).astype(np.uint8)
     order = EpochOrder(5)
-    return make_dataset(x, y, 16, order=order), make_dataset(x, y, 16), order
+    return (make_dataset(x, y, 16, order=order, augmentation=augmentation),
+            make_dataset(x, y, 16), order)
 
 
 def _batches(dataset):
@@ -79,12 +80,12 @@ def test_epoch_order_depends_on_epoch_only():
     assert _batches(again_train) == orders[2][0]
 
 
-def _refit(tmp_path, settings, interrupt_at=None):
+def _refit(tmp_path, settings, interrupt_at=None, augmentation=None):
     keras.utils.set_random_seed(3)
     hp = kt.HyperParameters()
     hp.Fixed("units", 16)
     hp.Fixed("lr", 0.02)
-    train, val, order = _data()
+    train, val, order = _data(augmentation=augmentation)
     extra = [order] + ([StopAt(interrupt_at)] if interrupt_at is not None else [])
     return refit("tiny", DropoutModel(), hp, settings, train, val, tmp_path, callbacks=extra)
 
@@ -101,6 +102,18 @@ def test_refit_resumes_to_same_weights(tmp_path, interrupt_at):
     assert resumed["resumed_at_epoch"] == interrupt_at
     assert resumed["history"] == summary["history"]
     assert resumed["best_epoch"] == summary["best_epoch"]
+    for a, b in zip(model.get_weights(), resumed_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_augmented_refit_resumes_to_same_weights(tmp_path):
+    settings = RefitSettings(max_epochs=4, patience=4, batch_size=16)
+    augmentation = AugmentationSettings(flip=True, translate_pixels=1)
+    model, summary = _refit(tmp_path / "whole", settings, augmentation=augmentation)
+    with pytest.raises(Interrupt):
+        _refit(tmp_path / "cut", settings, interrupt_at=2, augmentation=augmentation)
+    resumed_model, resumed = _refit(tmp_path / "cut", settings, augmentation=augmentation)
+    assert resumed["history"] == summary["history"]
     for a, b in zip(model.get_weights(), resumed_model.get_weights()):
         np.testing.assert_array_equal(a, b)
 
