@@ -9,7 +9,7 @@ lets it shuffle. The study's run feeds the uint8 arrays through
 `study.inputs.make_dataset` with its per-epoch order. The first epoch of
 each run builds and traces the model and is not timed. The two runs
 alternate `--repeats` times, because on a shared 2-core machine one run can
-be 20% off the next; the script prints the median images per second of
+be up to 30% off the next. The script prints the median images per second of
 each and their ratio (pipeline / plain).
 """
 

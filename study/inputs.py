@@ -6,7 +6,7 @@ is made. Labels are integer class indices for a sparse cross-entropy.
 
 A shuffled pipeline takes its order from an `EpochOrder` callback: the
 order of epoch e is a pure function of (seed, e). An interrupted training
-that resumes at epoch e therefore sees the same batches as one that was
+that resumes at epoch e therefore receives the same batches as one that was
 never interrupted, which a reshuffling tf.data buffer cannot promise.
 Augmentation (flips, shifts) draws from stateless seeds folded from
 (seed, epoch, batch) for the same reason.

@@ -23,6 +23,7 @@ import numpy as np
 from study import exploration
 from study.config import StudyConfig, to_dict
 from study.data import check_trainable, load_dataset, subsample
+from study.files import write_text_atomically
 from study.results import SCHEMA_VERSION, environment, validate, write_results
 from study.stop import raise_if_requested
 
@@ -108,9 +109,7 @@ class RunFolder:
     def save_stage(self, stage: str, record: dict) -> None:
         path = self.stage_file(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(path)
+        write_text_atomically(path, json.dumps(record, indent=1))
 
     def elapsed_file(self, stage: str) -> Path:
         """Return the heartbeat file of an unfinished stage (its seconds so far)."""
@@ -144,10 +143,6 @@ class RunFolder:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-
-
-def _resolved(data_path: str | None) -> str | None:
-    return str(Path(data_path).expanduser().resolve()) if data_path else None
 
 
 def changed_keys(before, after, prefix: str = "") -> list[str]:
@@ -229,11 +224,13 @@ class Manifest:
     def check_config(self) -> None:
         if self.recorded is None or self.recorded.get("config_hash") == self.digest:
             return
-        before = self.recorded.get("config") or {}
-        changes = changed_keys({"config": before}, {"config": self.config})
+        # Keys are compared under "config." so they read as in results.json.
+        before = {"config": self.recorded.get("config") or {}}
+        now = {"config": self.config}
+        changes = changed_keys(before, now)
         affected = {stage for key in changes for stage in stages_affected(key)}
-        described = [f"{key} {_value_at({'config': before}, key)!r} -> "
-                 f"{_value_at({'config': self.config}, key)!r}" for key in changes[:4]]
+        described = [f"{key} {_value_at(before, key)!r} -> {_value_at(now, key)!r}"
+                     for key in changes[:4]]
         if len(changes) > 4:
             described.append(f"{len(changes) - 4} more")
         self._reject_conflicts([s for s in STAGES if s in affected],
@@ -261,9 +258,7 @@ class Manifest:
         self.run.root.mkdir(parents=True, exist_ok=True)
         record = {"config_hash": self.digest, "config": self.config, "data": self.data_path,
                   "data_fingerprint": fingerprint, "created": created}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(self.path)
+        write_text_atomically(self.path, json.dumps(record, indent=1))
 
 
 class Heartbeat:
@@ -285,11 +280,9 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._done.wait(self.interval):
-            tmp = self.path.with_suffix(".tmp")
+            seconds = self.earlier + time.monotonic() - self._start
             try:
-                tmp.write_text(json.dumps(
-                    {"seconds": self.earlier + time.monotonic() - self._start}))
-                tmp.replace(self.path)
+                write_text_atomically(self.path, json.dumps({"seconds": seconds}))
             except OSError as error:  # a full disk must not end the stage itself
                 log.warning("could not record the elapsed time in %s: %s", self.path, error)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import keras
 import keras_tuner as kt
 
 from study.config import RefitSettings
+from study.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def backup_dir(run_dir: Path, name: str) -> Path:
 
 
 def _seed_states(model: keras.Model) -> list:
-    """The state variables of the model's random seed generators (dropout masks).
+    """Return the state variables of the model's seed generators, which draw dropout masks.
 
     `save_weights` leaves them out, so a resumed refit would draw other masks.
     """
@@ -112,9 +112,7 @@ class RefitBackup(keras.callbacks.BackupAndRestore):
                  "finished": finished, "history": self.history, "seconds": self.seconds,
                  "seed_states": [keras.ops.convert_to_numpy(v).tolist()
                                  for v in _seed_states(self.model)]}
-        tmp = self.directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.directory / STATE_FILE)
+        write_text_atomically(self.directory / STATE_FILE, json.dumps(state))
         for path in self.directory.glob("epoch-*.weights.h5"):
             if path.name not in (weights, self._best_file):
                 path.unlink()

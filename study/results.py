@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from study.files import write_text_atomically
+
 SCHEMA_VERSION = 1
 MODEL_NAMES = ("cnn", "vit")
 REQUIRED_KEYS = (
@@ -59,9 +61,8 @@ def write_results(path: Path, results: dict) -> None:
     """Write strict JSON (NaN and infinities as null) to a temporary file, then rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_finite_or_none(results), indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(_finite_or_none(results), indent=1,
+                                           allow_nan=False))
 
 
 def read_results(path: Path) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import keras_tuner as kt
 import numpy as np
 
 from study.config import SearchBudget
+from study.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -137,17 +137,6 @@ class RecordedEarlyStopping(keras.callbacks.EarlyStopping):
                                   f"no improvement of {self.monitor} for {self.patience} epochs")
 
 
-def write_json_atomically(path: str | Path, state: dict) -> None:
-    """Write `state` to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as handle:
-        json.dump(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
     """HyperbandOracle whose state files are replaced whole, never rewritten in place.
 
@@ -157,11 +146,11 @@ class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
     """
 
     def save(self):
-        write_json_atomically(self._get_oracle_fname(), self.get_state())
+        write_text_atomically(self._get_oracle_fname(), json.dumps(self.get_state()))
 
     def _save_trial(self, trial):
-        write_json_atomically(Path(self._get_trial_dir(trial.trial_id)) / "trial.json",
-                              trial.get_state())
+        write_text_atomically(Path(self._get_trial_dir(trial.trial_id)) / "trial.json",
+                              json.dumps(trial.get_state()))
 
 
 class StudyHyperband(kt.Hyperband):
@@ -183,7 +172,7 @@ class StudyHyperband(kt.Hyperband):
 
     def save(self):
         self.oracle.save()
-        write_json_atomically(self._get_tuner_fname(), self.get_state())
+        write_text_atomically(self._get_tuner_fname(), json.dumps(self.get_state()))
 
     def run_trial(self, trial, *args, **kwargs):
         keras.utils.set_random_seed(trial_seed(self.study_seed, trial.trial_id))
@@ -208,14 +197,11 @@ class StudyHyperband(kt.Hyperband):
 
     def _forget_guard_events(self, trial_id: str) -> None:
         """Drop events an interrupted earlier run of this trial left behind."""
-        if not self.guard_path.exists():
-            return
         events = read_guard_events(self.guard_path)
         kept = [event for event in events if event["trial_id"] != trial_id]
-        if len(kept) < len(self.guard_path.read_text().splitlines()):
-            tmp = self.guard_path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(event) + "\n" for event in kept))
-            tmp.replace(self.guard_path)
+        if len(kept) < len(events):
+            write_text_atomically(self.guard_path,
+                                  "".join(json.dumps(event) + "\n" for event in kept))
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

@@ -196,7 +196,8 @@ def test_sigkill_at_any_stage_resumes_to_same_results(smoke_run):
         assert log.count(f"stage {stage}: finished") == 1, stage
     trials = re.findall(r"(cnn|vit) trial (\d+): ", log)
     assert len(trials) == len(set(trials))
-    assert len(trials) == sum(uninterrupted["models"][n]["search"]["trials"] for n in ("cnn", "vit"))
+    expected = sum(uninterrupted["models"][name]["search"]["trials"] for name in ("cnn", "vit"))
+    assert len(trials) == expected
 
 
 def test_sigkill_during_render_keeps_old_site(smoke_run):

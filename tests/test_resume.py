@@ -1,7 +1,7 @@
 """Interrupted searches and refits continue to the result of an uninterrupted run.
 
-A callback raising an exception stands in for a killed process: what the
-run folder holds at that moment is what a rerun finds. The SIGKILL test of
+A callback that raises an exception simulates a killed process. What the
+run folder contains at that moment is what a rerun finds. The SIGKILL test of
 the whole CLI is in test_end_to_end.py.
 """
 
