@@ -9,6 +9,7 @@ Hyperband search, refit and evaluation of each model, then the report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -16,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from study.config import PRESETS, build_config
+from study.accelerator import SWITCHES
+from study.config import (PRESETS, SPACE_NAMES, AcceleratorSettings, EvaluationSettings,
+                          build_config)
 from study.pipeline import RESTART_CHOICES
 from study.stop import stop_on_signals
 
@@ -66,6 +69,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="random seed for sampling, splits, shuffling and weights "
                              "(default: 42)")
 
+    parser.add_argument("--cnn-space", choices=SPACE_NAMES, default="modern",
+                        help="CNN search space: 'modern' (batch norm, residual blocks, global "
+                             "average pooling, AdamW or Nesterov SGD with weight decay, warm-up "
+                             "and cosine decay, label smoothing) or 'original' (the 2024 "
+                             "notebook's space). Default: modern")
+    parser.add_argument("--vit-space", choices=SPACE_NAMES, default="modern",
+                        help="ViT search space: 'modern' (small patches, convolutional stem, "
+                             "mean or class-token readout, stochastic depth, AdamW with "
+                             "warm-up and cosine decay, label smoothing) or 'original' (the "
+                             "notebook's space). Default: modern")
+    parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false",
+                        help="skip the second test pass on mirrored images (flip test-time "
+                             "augmentation, reported beside the plain scores)")
+    parser.add_argument("--mixed-precision", choices=SWITCHES, default="auto",
+                        help="train in 16-bit floats with float32 weights: 'auto' does on a "
+                             "GPU only. Default: auto")
+    parser.add_argument("--xla", choices=SWITCHES, default="auto",
+                        help="compile training steps with XLA: 'auto' does on a GPU only. "
+                             "Default: auto")
+
     args = parser.parse_args(argv)
     if args.render_only and args.restart:
         parser.error("--render-only never trains, so --restart has nothing to recompute; "
@@ -95,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     # Quiet TensorFlow's C++ start-up banner, because the study's own log reports the stages.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        config = build_config(args.preset, args.seed)
+        config = build_config(args.preset, args.seed, cnn_space=args.cnn_space,
+                              vit_space=args.vit_space)
+        config = dataclasses.replace(
+            config, evaluation=EvaluationSettings(flip_tta=args.flip_tta),
+            accelerator=AcceleratorSettings(args.mixed_precision, args.xla))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

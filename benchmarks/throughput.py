@@ -31,6 +31,7 @@ import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from study import accelerator  # noqa: E402
 from study.config import build_config  # noqa: E402
 from study.inputs import EpochOrder, make_dataset  # noqa: E402
 from study.training import build_hypermodel  # noqa: E402
@@ -51,9 +52,9 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def _model(name: str, config, num_classes: int) -> keras.Model:
+def _model(name: str, config, num_classes: int, chosen: dict) -> keras.Model:
     prepared = type("Shape", (), {"class_names": tuple(range(num_classes)),
-                                  "image_shape": (32, 32, 3)})()
+                                  "image_shape": (32, 32, 3), "accelerator": chosen})()
     keras.utils.set_random_seed(config.seed)
     return build_hypermodel(name, config, prepared).build(kt.HyperParameters())
 
@@ -79,6 +80,9 @@ def main() -> int:
         parser.error("--repeats must be at least 1")
 
     config = build_config("quick")
+    # The study's precision and XLA choice for this machine (on with a GPU).
+    chosen = accelerator.choose(config.accelerator, accelerator.gpu_capabilities())
+    accelerator.apply(chosen)
     batch_size = config.model_settings(args.model).refit.batch_size
     rng = np.random.default_rng(config.seed)
     x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
@@ -87,14 +91,14 @@ def main() -> int:
     plain_rates, pipeline_rates = [], []
     for _ in range(args.repeats):
         plain_timer = EpochTimer()
-        _model(args.model, config, 10).fit(
+        _model(args.model, config, 10, chosen).fit(
             x.astype("float32") / 255.0, y, batch_size=batch_size, epochs=args.epochs,
             shuffle=True, callbacks=[plain_timer], verbose=0)
         plain_rates.append(_images_per_second(plain_timer, args.images))
 
         order = EpochOrder(config.seed)
         pipeline_timer = EpochTimer()
-        _model(args.model, config, 10).fit(
+        _model(args.model, config, 10, chosen).fit(
             make_dataset(x, y, batch_size, order=order), epochs=args.epochs, shuffle=False,
             callbacks=[order, pipeline_timer], verbose=0)
         pipeline_rates.append(_images_per_second(pipeline_timer, args.images))
@@ -104,7 +108,8 @@ def main() -> int:
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     print(f"machine:   {platform.machine()}, {os.cpu_count()} CPUs, "
           f"GPUs: {', '.join(gpus) or 'none'}")
-    print(f"model:     {args.model} (quick preset defaults), batch {batch_size}, "
+    print(f"model:     {args.model} (quick preset defaults), dtype policy {chosen['policy']}, "
+          f"XLA {'on' if chosen['xla'] else 'off'}, batch {batch_size}, "
           f"{args.images} images, {args.epochs - 1} timed epoch(s), {args.repeats} repeat(s)")
     print(f"plain fit: {plain:8.0f} images/s median "
           f"({', '.join(f'{rate:.0f}' for rate in plain_rates)}; float32 arrays, Keras shuffle)")

@@ -119,11 +119,33 @@ def evaluate_predictions(y_true: np.ndarray, y_score: np.ndarray, class_names) -
     }
 
 
-def evaluate_model(model, test_dataset, y_true: np.ndarray, class_names) -> tuple[dict, np.ndarray]:
-    """Predict the test split with a Keras model; return the metrics and the probabilities."""
+def flip_tta_scores(y_true: np.ndarray, y_score: np.ndarray, y_score_mirrored: np.ndarray,
+                    class_names) -> dict:
+    """Scores of the mean probabilities over each test image and its mirror image.
+
+    >>> flip_tta_scores(np.array([0, 1]), np.array([[.6, .4], [.6, .4]]),
+    ...                 np.array([[.8, .2], [.2, .8]]), ["a", "b"])["accuracy"]
+    1.0
+    """
+    mean = (y_score + y_score_mirrored) / 2.0
+    metrics = evaluate_predictions(y_true, mean, class_names)
+    changed = int(np.sum(mean.argmax(axis=1) != y_score.argmax(axis=1)))
+    return {**metrics["test"], "micro_auc": metrics["roc"]["micro_auc"],
+            "macro_auc": metrics["roc"]["macro_auc"], "changed_predictions": changed}
+
+
+def evaluate_model(model, test_dataset, y_true: np.ndarray, class_names,
+                   mirrored_dataset=None) -> tuple[dict, dict]:
+    """Predict the test split with a Keras model; return the metrics and the probabilities.
+
+    With `mirrored_dataset` (the test images flipped left-right, in the same
+    order) the metrics gain a 'flip_tta' entry, and the probabilities a
+    'y_score_mirrored' array beside 'y_score'. The loss is the plain
+    cross-entropy of the probabilities, whatever loss the model trained on.
+    """
     y_score = np.asarray(model.predict(test_dataset, verbose=0), dtype=np.float64)
     metrics = evaluate_predictions(y_true, y_score, class_names)
-    keras_loss, keras_accuracy = model.evaluate(test_dataset, verbose=0)
+    _, keras_accuracy = model.evaluate(test_dataset, verbose=0)
     # The two routes must agree; a mismatch means the predictions and labels
     # are out of step (for example, a shuffled test pipeline).
     if abs(keras_accuracy - metrics["test"]["accuracy"]) > 1e-3:
@@ -131,5 +153,9 @@ def evaluate_model(model, test_dataset, y_true: np.ndarray, class_names) -> tupl
             f"Keras test accuracy {keras_accuracy:.4f} differs from the accuracy of the "
             f"predictions {metrics['test']['accuracy']:.4f}; the test pipeline must not shuffle"
         )
-    metrics["test"]["loss"] = float(keras_loss)
-    return metrics, y_score
+    scores = {"y_score": y_score}
+    if mirrored_dataset is not None:
+        mirrored = np.asarray(model.predict(mirrored_dataset, verbose=0), dtype=np.float64)
+        metrics["flip_tta"] = flip_tta_scores(y_true, y_score, mirrored, class_names)
+        scores["y_score_mirrored"] = mirrored
+    return metrics, scores

@@ -83,8 +83,10 @@ def stages_affected(key: str) -> list[str]:
             return []  # only a name; every value it sets is compared on its own
         if section == "exploration":
             return ["exploration"]
-        if section == "augmentation":  # changes the training batches of both models
+        if section in ("augmentation", "accelerator"):  # how both models train
             return [stage for stage in STAGES if stage != "exploration"]
+        if section == "evaluation":
+            return [f"evaluation_{name}" for name in MODELS]
         for name in MODELS:
             if section == f"{name}_space":
                 return downstream(f"search_{name}")
@@ -420,7 +422,7 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         },
         "exploration": explored,
         "models": models,
-        "environment": environment(prepared.gpus),
+        "environment": {**environment(prepared.gpus), "accelerator": prepared.accelerator},
         # total_seconds sums the stages, counting reused ones at their original
         # time and resumed ones with their interrupted runs, so it is the
         # study's cost however many invocations it took.

@@ -23,6 +23,7 @@ import keras_tuner as kt
 
 from study.config import RefitSettings
 from study.files import write_text_atomically
+from study.models.optimizers import schedule_length
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,9 @@ def refit(name: str, hypermodel: kt.HyperModel, best_hp: kt.HyperParameters,
         keras.callbacks.TerminateOnNaN(),
         EpochLogger(name, settings.max_epochs),
     ]
-    model.fit(train, validation_data=validation, epochs=settings.max_epochs,
-              callbacks=callbacks, shuffle=False, verbose=0)
+    hypermodel.fit(best_hp, model, train, validation_data=validation,
+                   epochs=settings.max_epochs, callbacks=callbacks, shuffle=False, verbose=0,
+                   **schedule_length(hypermodel, settings.max_epochs))
     seconds = backup.seconds
 
     record = backup.history

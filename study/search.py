@@ -31,6 +31,7 @@ import numpy as np
 
 from study.config import SearchBudget
 from study.files import write_text_atomically
+from study.models.optimizers import schedule_length
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,32 @@ def hyperband_trial_count(max_epochs: int, factor: int, iterations: int = 1) -> 
     return per_iteration * iterations
 
 
+def hyperband_epoch_count(max_epochs: int, factor: int, iterations: int = 1) -> int:
+    """Return the most epochs keras-tuner 1.4.8's Hyperband trains, summed over its trials.
+
+    Round r of bracket s trains each of its models to ceil(max_epochs /
+    factor**(s - r)) epochs, continuing a round r - 1 model from where it
+    stopped; early stopping can only lower the total.
+
+    >>> hyperband_epoch_count(2, 2)
+    7
+    """
+    brackets, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    total = 0
+    for bracket in range(brackets):
+        reached = 0
+        for round_num in range(bracket + 1):
+            models = math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_num))
+            target = math.ceil(max_epochs / factor ** (bracket - round_num))
+            total += models * (target - reached)
+            reached = target
+    return total * iterations
+
+
 def space_differences(saved: kt.HyperParameters, current: kt.HyperParameters) -> list[str]:
     """Describe each hyperparameter of `current` that `saved` lacks or defines otherwise."""
     recorded = {hp.name: hp.get_config() for hp in saved.space}
@@ -295,8 +322,10 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
              name, budget.max_epochs, budget.factor, budget.iterations, expected)
     start = time.monotonic()
     # The pipeline shuffles; Keras's own shuffle flag does nothing for a tf.data input.
+    # A scheduled learning rate spans Hyperband's largest epoch budget, so a
+    # promoted trial continues along the curve it started on.
     tuner.search(train, validation_data=validation, shuffle=False, verbose=0,
-                 callbacks=list(callbacks))
+                 callbacks=list(callbacks), **schedule_length(hypermodel, budget.max_epochs))
     seconds = time.monotonic() - start
     return _best_and_summary(name, tuner, seconds)
 

@@ -17,6 +17,7 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
+from study import accelerator
 from study.config import AugmentationSettings, StudyConfig
 from study.data import ImageDataset, stratified_indices
 from study.evaluation import evaluate_model
@@ -66,6 +67,7 @@ class PreparedData:
     image_shape: tuple[int, int, int]
     seed: int
     gpus: list[str]
+    accelerator: dict  # the dtype policy and XLA flag in use (study.accelerator)
 
     @classmethod
     def from_dataset(cls, dataset: ImageDataset, config: StudyConfig) -> "PreparedData":
@@ -73,10 +75,13 @@ class PreparedData:
             dataset.x_train, dataset.y_train, config.validation_fraction, config.seed
         )
         gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
-        log.info("preprocessing: %d images to fit, %d to validate, %d to test; GPUs: %s",
-                 len(y_fit), len(y_val), len(dataset.y_test), ", ".join(gpus) or "none")
+        chosen = accelerator.choose(config.accelerator, accelerator.gpu_capabilities())
+        accelerator.apply(chosen)
+        log.info("preprocessing: %d images to fit, %d to validate, %d to test; GPUs: %s; "
+                 "dtype policy %s, XLA %s", len(y_fit), len(y_val), len(dataset.y_test),
+                 ", ".join(gpus) or "none", chosen["policy"], "on" if chosen["xla"] else "off")
         return cls(x_fit, y_fit, x_val, y_val, dataset.x_test, dataset.y_test,
-                   dataset.class_names, dataset.image_shape, config.seed, gpus)
+                   dataset.class_names, dataset.image_shape, config.seed, gpus, chosen)
 
     def fit_dataset(self, batch_size: int, limit: int | None = None,
                     augmentation: AugmentationSettings | None = None):
@@ -94,16 +99,21 @@ class PreparedData:
     def validation_dataset(self, batch_size: int):
         return make_dataset(self.x_val, self.y_val, batch_size)
 
-    def test_dataset(self):
-        return make_dataset(self.x_test, self.y_test, EVAL_BATCH_SIZE)
+    def test_dataset(self, mirrored: bool = False):
+        """Test batches in array order; `mirrored` flips every image left-right."""
+        dataset = make_dataset(self.x_test, self.y_test, EVAL_BATCH_SIZE)
+        if mirrored:
+            dataset = dataset.map(lambda x, y: (tf.image.flip_left_right(x), y))
+        return dataset
 
 
 def build_hypermodel(name: str, config: StudyConfig, prepared: PreparedData) -> kt.HyperModel:
     num_classes = len(prepared.class_names)
+    xla = prepared.accelerator["xla"]
     if name == "cnn":
-        return CNNHyperModel(config.cnn_space, prepared.image_shape, num_classes)
+        return CNNHyperModel(config.cnn_space, prepared.image_shape, num_classes, xla)
     if name == "vit":
-        return ViTHyperModel(config.vit_space, prepared.image_shape, num_classes)
+        return ViTHyperModel(config.vit_space, prepared.image_shape, num_classes, xla)
     raise ValueError(f"unknown model {name!r}: choose 'cnn' or 'vit'")
 
 
@@ -154,16 +164,20 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
 
     def evaluate() -> dict:
         model = trained.get("model") or keras.models.load_model(run.root / refitted["model_file"])
-        metrics, y_score = evaluate_model(model, prepared.test_dataset(), prepared.y_test,
-                                          prepared.class_names)
+        mirrored = prepared.test_dataset(mirrored=True) if config.evaluation.flip_tta else None
+        metrics, scores = evaluate_model(model, prepared.test_dataset(), prepared.y_test,
+                                         prepared.class_names, mirrored)
         np.savez_compressed(run.root / f"predictions_{name}.npz", y_true=prepared.y_test,
-                            y_score=y_score.astype(np.float32))
+                            **{key: value.astype(np.float32) for key, value in scores.items()})
         return metrics
 
     evaluated = timer.cached(run, f"evaluation_{name}", evaluate)
     log.info("%s test: accuracy %.4f, loss %.4f, micro AUC %.4f, macro AUC %.4f", name,
              evaluated["test"]["accuracy"], evaluated["test"]["loss"],
              evaluated["roc"]["micro_auc"], evaluated["roc"]["macro_auc"])
+    if "flip_tta" in evaluated:
+        log.info("%s test with flip TTA: accuracy %.4f, macro AUC %.4f", name,
+                 evaluated["flip_tta"]["accuracy"], evaluated["flip_tta"]["macro_auc"])
 
     hyperparameters = {k: v for k, v in searched["best_hyperparameters"].items()
                        if not k.startswith("tuner/")}

@@ -35,3 +35,25 @@ def test_render_time_script_prints_median(tmp_path):
     assert re.search(r"^render 1: [0-9.]+ s \(figures [0-9.]+ s, PDF [0-9.]+ s\)$",
                      completed.stdout, re.M), completed.stdout
     assert "over 1 render(s)" in completed.stdout
+
+
+def test_budget_script_counts_the_quick_preset():
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--preset", "quick",
+               "--cnn-rate", "1000", "--vit-rate", "2000"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # Search: 5 trials, 2 + 2 + 1 + 1 + 1 epochs on 4,000 images. Refit: 12 epochs
+    # on the 22,500 images left after validation. Test: 10,000 images, twice.
+    assert ("cnn: search 5 trials, at most 7 epochs (28,000 images); refit at most 12 "
+            "epochs (270,000 images); test 20,000 images") in completed.stdout
+    # (28,000 + 270,000) / 1,000 images/s = 298 s; at 2,000 images/s, 149 s.
+    assert "cnn: at 1,000 images/s, at most 5.0 min of training" in completed.stdout
+    assert "vit: at 2,000 images/s, at most 2.5 min of training" in completed.stdout
+    assert "both: at most 7.5 min of training" in completed.stdout
+
+
+def test_budget_script_rejects_a_zero_rate():
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--cnn-rate", "0"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert "--cnn-rate must be a positive number of images per second, got 0.0" in completed.stderr

@@ -1,6 +1,7 @@
 """How the command line handles a run folder it cannot write, a full disk and bad options."""
 
 import errno
+import json
 import signal
 import subprocess
 import sys
@@ -89,3 +90,28 @@ def test_sigterm_ends_like_ctrl_c(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM, log[-3000:]
     assert "interrupted; run the same command again" in log
     assert RunFolder(tmp_path / "run").load_stage("exploration") is not None
+
+
+def test_original_spaces_and_no_tta_reach_the_results(tmp_path):
+    data = _tiny_tree(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    code = run_study.main(["--preset", "smoke", "--data", str(data), "--run-dir", str(run_dir),
+                           "--out", str(tmp_path / "site"), "--cnn-space", "original",
+                           "--vit-space", "original", "--no-flip-tta", "--xla", "off"])
+    assert code == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["config"]["cnn_space"]["name"] == "original"
+    assert results["config"]["vit_space"]["pooling"] == ["flatten"]
+    assert results["config"]["evaluation"] == {"flip_tta": False}
+    assert results["environment"]["accelerator"] == {"policy": "float32", "xla": False}
+    for model in results["models"].values():
+        assert "flip_tta" not in model
+        assert model["best_hyperparameters"]["optimizer"] in ("adam", "rmsprop")
+        assert "schedule" in model["best_hyperparameters"]
+
+
+def test_unknown_space_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_study.parse_args(["--vit-space", "tiny"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'tiny'" in capsys.readouterr().err

@@ -109,3 +109,20 @@ def test_macro_auc_mean_of_classes():
     assert roc["macro_auc"] == pytest.approx(55 / 72)
     macro = roc["curves"]["macro"]
     assert auc(macro["fpr"], macro["tpr"]) == pytest.approx(55 / 72, abs=1e-5)
+
+
+def test_flip_tta_averages_the_two_passes():
+    from study.evaluation import flip_tta_scores
+
+    y_true = np.array([0, 1, 1])
+    plain = np.array([[0.6, 0.4], [0.6, 0.4], [0.3, 0.7]])
+    mirrored = np.array([[0.8, 0.2], [0.2, 0.8], [0.9, 0.1]])
+    # Means: [.7, .3] right, [.4, .6] right (plain was wrong), [.6, .4] wrong (plain was right).
+    scores = flip_tta_scores(y_true, plain, mirrored, ["a", "b"])
+    assert scores["accuracy"] == pytest.approx(2 / 3)
+    assert scores["changed_predictions"] == 2
+    assert scores["images"] == 3
+    expected_loss = -(np.log(0.7) + np.log(0.6) + np.log(0.4)) / 3
+    assert scores["loss"] == pytest.approx(expected_loss)
+    # Class b scores .3, .6, .4 against labels 0, 1, 1: both positives beat the negative.
+    assert scores["macro_auc"] == pytest.approx(1.0)

@@ -172,3 +172,39 @@ def test_search_refuses_changed_space(tmp_path):
     with pytest.raises(SearchSpaceChanged, match=r"units values was \[4, 8, 16, 32, 64\]"):
         run_search("tiny", DropoutModel(units=(4, 8)), BUDGET, train, val, tmp_path, seed=2,
                    callbacks=[order])
+
+
+def test_scheduled_refit_resumes_to_same_weights(tmp_path):
+    # The real CNN hypermodel with AdamW, warm-up + cosine and label smoothing:
+    # the learning rate after a resume must continue the same curve.
+    from study.config import (CNNSpace, FloatRange, IntRange, OptimizerSpace,
+                              TrainingSpace)
+    from study.models.cnn import CNNHyperModel
+
+    training = TrainingSpace(
+        optimizers=(OptimizerSpace("adamw", FloatRange(0.01, 0.01),
+                                   weight_decay=FloatRange(0.05, 0.05)),),
+        schedules=("cosine",), warmup_fraction=0.25, label_smoothing=FloatRange(0.1, 0.1))
+    space = CNNSpace(conv_blocks=IntRange(1, 1), filter_multipliers=IntRange(1, 1),
+                     batch_norm=(True,), residual=(True,), convs_per_block=(2,),
+                     activations=("relu",), pooling=("global_average",),
+                     dense_units=IntRange(0, 0), dropout=FloatRange(0.2, 0.2), training=training)
+    settings = RefitSettings(max_epochs=4, patience=4, batch_size=16)
+
+    def run(folder, interrupt_at=None):
+        keras.utils.set_random_seed(3)
+        hp = kt.HyperParameters()
+        hp.Fixed("filters_0", 32)
+        train, val, order = _data()
+        extra = [order] + ([StopAt(interrupt_at)] if interrupt_at is not None else [])
+        return refit("cnn", CNNHyperModel(space, (4, 4, 3), 3), hp, settings, train, val,
+                     folder, callbacks=extra)
+
+    model, summary = run(tmp_path / "whole")
+    with pytest.raises(Interrupt):
+        run(tmp_path / "cut", interrupt_at=2)
+    resumed_model, resumed = run(tmp_path / "cut")
+    assert resumed["resumed_at_epoch"] == 2
+    assert resumed["history"] == summary["history"]
+    for a, b in zip(model.get_weights(), resumed_model.get_weights()):
+        np.testing.assert_array_equal(a, b)

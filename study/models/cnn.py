@@ -1,7 +1,9 @@
 """The convolutional network's hypermodel: a search space -> keras.Model.
 
-Blocks of 3x3 'same' convolutions (optionally batch-normalized) and a 2x2
-max-pool, then one dense hidden layer with dropout and a softmax.
+Blocks of 3x3 'same' convolutions (optionally batch-normalized, optionally
+with a residual shortcut around them) each followed by a 2x2 max-pool; then
+flatten or global average pooling, an optional dense hidden layer, dropout
+and a softmax.
 """
 
 from __future__ import annotations
@@ -11,38 +13,58 @@ import keras_tuner as kt
 from keras import layers
 
 from study.config import CNNSpace
-from study.models.optimizers import float_hp, int_hp, make_optimizer
+from study.models.optimizers import StudyHyperModel, compile_model, float_hp, int_hp
 
 # Keras's default momentum of 0.99 averages over ~100 batches, so after a
 # few hundred steps the moving statistics still lag the weights and test
 # accuracy sits near chance; 0.9 tracks them within ~10 batches.
 BATCH_NORM_MOMENTUM = 0.9
+POOLINGS = ("flatten", "global_average")
 
 
-class CNNHyperModel(kt.HyperModel):
+def _choice(hp: kt.HyperParameters, name: str, values) -> object:
+    values = list(values)
+    if len(set(values)) == 1:
+        return hp.Fixed(name, values[0])
+    return hp.Choice(name, values)
+
+
+def _conv(x, filters: int, kernel: int, batch_norm: bool):
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=not batch_norm)(x)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
+    return x
+
+
+class CNNHyperModel(StudyHyperModel):
     """Build a CNN from hyperparameters drawn within `space`.
 
     Args:
         space: the search space.
         input_shape: (H, W, C) of one image.
         num_classes: width of the softmax.
+        jit_compile: passed to `Model.compile` (True, False or 'auto').
     """
 
     def __init__(self, space: CNNSpace, input_shape: tuple[int, int, int],
-                 num_classes: int, **kwargs):
+                 num_classes: int, jit_compile: bool | str = "auto", **kwargs):
         super().__init__(**kwargs)
+        for pooling in space.pooling:
+            if pooling not in POOLINGS:
+                raise ValueError(f"unknown CNN pooling {pooling!r}: choose one of "
+                                 f"{', '.join(POOLINGS)}")
         self.space = space
+        self.training_space = space.training
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
+        self.jit_compile = jit_compile
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         space = self.space
         blocks = int_hp(hp, "conv_blocks", space.conv_blocks)
         convs = hp.Choice("convs_per_block", list(space.convs_per_block))
-        if len(set(space.batch_norm)) == 2:
-            batch_norm = hp.Boolean("batch_norm")
-        else:
-            batch_norm = hp.Fixed("batch_norm", bool(space.batch_norm[0]))
+        batch_norm = bool(_choice(hp, "batch_norm", space.batch_norm))
+        residual = bool(_choice(hp, "residual", space.residual))
         activation = hp.Choice("activation", list(space.activations))
 
         inputs = keras.Input(self.input_shape)
@@ -52,23 +74,25 @@ class CNNHyperModel(kt.HyperModel):
             multipliers = space.filter_multipliers
             filters = hp.Int(f"filters_{i}", base * multipliers.min, base * multipliers.max,
                              step=base * multipliers.step)
-            for _ in range(convs):
-                x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm)(x)
-                if batch_norm:
-                    x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
-                x = layers.Activation(activation)(x)
+            shortcut = x
+            for j in range(convs):
+                x = _conv(x, filters, 3, batch_norm)
+                if not (residual and j == convs - 1):
+                    x = layers.Activation(activation)(x)
+            if residual:
+                if shortcut.shape[-1] != filters:
+                    shortcut = _conv(shortcut, filters, 1, batch_norm)
+                x = layers.Activation(activation)(layers.Add()([x, shortcut]))
             x = layers.MaxPooling2D(2)(x)
 
-        x = layers.Flatten()(x)
-        x = layers.Dense(int_hp(hp, "dense_units", space.dense_units), activation=activation)(x)
+        pooling = _choice(hp, "pooling", space.pooling)
+        x = layers.Flatten()(x) if pooling == "flatten" else layers.GlobalAveragePooling2D()(x)
+        units = int_hp(hp, "dense_units", space.dense_units)
+        if units:
+            x = layers.Dense(units, activation=activation)(x)
         x = layers.Dropout(float_hp(hp, "dropout", space.dropout))(x)
-        outputs = layers.Dense(self.num_classes, activation="softmax")(x)
+        # float32 probabilities even under a mixed-precision policy.
+        outputs = layers.Dense(self.num_classes, activation="softmax", dtype="float32")(x)
         model = keras.Model(inputs, outputs, name="cnn")
-
-        optimizer = make_optimizer(
-            hp.Choice("optimizer", list(space.optimizers)),
-            float_hp(hp, "learning_rate", space.learning_rate),
-        )
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        compile_model(model, self.training_choice(hp), self.jit_compile)
         return model

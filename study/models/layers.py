@@ -43,28 +43,34 @@ class Patches(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="study")
-class PatchEncoder(layers.Layer):
-    """Project each patch to `projection_dim` and add a learned position embedding."""
-
-    def __init__(self, num_patches: int, projection_dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_patches = int(num_patches)
-        self.projection_dim = int(projection_dim)
-        self.projection = layers.Dense(self.projection_dim)
-        self.position_embedding = layers.Embedding(self.num_patches, self.projection_dim)
+class TokenPositions(layers.Layer):
+    """Add a learned position embedding to (B, N, D) tokens: one D-vector per position."""
 
     def build(self, input_shape):
-        self.projection.build(input_shape)
-        self.position_embedding.build((self.num_patches,))
+        self.positions = self.add_weight(
+            shape=tuple(input_shape[1:]), name="positions",
+            initializer=keras.initializers.RandomNormal(stddev=0.02))
         super().build(input_shape)
 
-    def call(self, patches):
-        positions = ops.arange(self.num_patches)
-        return self.projection(patches) + self.position_embedding(positions)
+    def call(self, tokens):
+        return tokens + self.positions
+
+
+@keras.saving.register_keras_serializable(package="study")
+class ClassToken(layers.Layer):
+    """Put one learned D-vector in front of (B, N, D) tokens, giving (B, N + 1, D)."""
+
+    def build(self, input_shape):
+        self.token = self.add_weight(shape=(1, 1, input_shape[-1]), name="token",
+                                     initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, tokens):
+        batch = ops.shape(tokens)[0]
+        token = ops.cast(ops.broadcast_to(self.token, (batch, 1, ops.shape(tokens)[-1])),
+                         tokens.dtype)
+        return ops.concatenate([token, tokens], axis=1)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], self.projection_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "num_patches": self.num_patches,
-                "projection_dim": self.projection_dim}
+        count = None if input_shape[1] is None else input_shape[1] + 1
+        return (input_shape[0], count, input_shape[2])

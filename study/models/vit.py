@@ -1,20 +1,28 @@
 """The Vision Transformer's hypermodel: a search space -> keras.Model.
 
-Patches -> dense projection + learned position embedding -> pre-norm
-transformer blocks (LayerNorm, multi-head self-attention, residual;
-LayerNorm, GELU MLP with dropout, residual) -> LayerNorm -> flatten ->
-dropout -> MLP head -> softmax.
+Tokens from a stem (patches + dense projection, or strided 3x3
+convolutions), a learned position embedding and an optional class token ->
+pre-norm transformer blocks (LayerNorm, multi-head self-attention, residual;
+LayerNorm, GELU MLP with dropout, residual; both branches optionally dropped
+per image, which is stochastic depth) -> LayerNorm -> a readout (flatten +
+MLP head, the mean token, or the class token) -> softmax.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 import keras_tuner as kt
 from keras import layers
 
 from study.config import ViTSpace
-from study.models.layers import PatchEncoder, Patches
-from study.models.optimizers import float_hp, int_hp, make_optimizer
+from study.models.cnn import BATCH_NORM_MOMENTUM
+from study.models.layers import ClassToken, Patches, TokenPositions
+from study.models.optimizers import StudyHyperModel, compile_model, float_hp, int_hp
+
+STEMS = ("patches", "conv")
+POOLINGS = ("flatten", "global_average", "class_token")
 
 
 def valid_patch_sizes(candidates, image_side: int) -> list[int]:
@@ -29,6 +37,12 @@ def valid_patch_sizes(candidates, image_side: int) -> list[int]:
     return sizes
 
 
+def _check_names(kind: str, chosen, known) -> None:
+    for value in chosen:
+        if value not in known:
+            raise ValueError(f"unknown ViT {kind} {value!r}: choose one of {', '.join(known)}")
+
+
 def _mlp(x, units: list[int], dropout: float):
     for width in units:
         x = layers.Dense(width, activation="gelu")(x)
@@ -36,66 +50,114 @@ def _mlp(x, units: list[int], dropout: float):
     return x
 
 
-class ViTHyperModel(kt.HyperModel):
+def _conv_stem(images, patch: int, dim: int):
+    # One stride-2 3x3 convolution per halving; widths double up to `dim`.
+    halvings = int(math.log2(patch))
+    x = images
+    for i in range(halvings):
+        last = i == halvings - 1
+        x = layers.Conv2D(dim // 2 ** (halvings - 1 - i), 3, strides=2, padding="same",
+                          use_bias=last)(x)
+        if not last:
+            x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
+            x = layers.Activation("gelu")(x)
+    return layers.Reshape((x.shape[1] * x.shape[2], dim))(x)
+
+
+def _drop_path(branch, rate: float):
+    # Dropout with one mask value per image: the whole branch is skipped for
+    # that image, and kept branches are scaled by 1 / (1 - rate).
+    if not rate:
+        return branch
+    return layers.Dropout(rate, noise_shape=(None, 1, 1))(branch)
+
+
+class ViTHyperModel(StudyHyperModel):
     """Build a ViT from hyperparameters drawn within `space`.
 
     Args:
         space: the search space.
         input_shape: (H, W, C) of one image; H must equal W.
         num_classes: width of the softmax.
+        jit_compile: passed to `Model.compile` (True, False or 'auto').
     """
 
     def __init__(self, space: ViTSpace, input_shape: tuple[int, int, int],
-                 num_classes: int, **kwargs):
+                 num_classes: int, jit_compile: bool | str = "auto", **kwargs):
         super().__init__(**kwargs)
         if input_shape[0] != input_shape[1]:
             raise ValueError(f"the ViT needs square images, got {input_shape[:2]}")
+        _check_names("stem", space.stems, STEMS)
+        _check_names("pooling", space.pooling, POOLINGS)
         self.space = space
+        self.training_space = space.training
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
+        self.jit_compile = jit_compile
         self.patch_sizes = valid_patch_sizes(space.patch_sizes, input_shape[0])
+        if "conv" in space.stems and not any(p & (p - 1) == 0 and p > 1
+                                             for p in self.patch_sizes):
+            raise ValueError(f"the 'conv' stem needs a patch size that is a power of 2, "
+                             f"such as 2, 4 or 8; got {self.patch_sizes}")
+
+    def _stem_and_patch(self, hp: kt.HyperParameters) -> tuple[str, int]:
+        stem = hp.Choice("stem", list(self.space.stems))
+        sizes = self.patch_sizes
+        if stem == "conv":
+            sizes = [p for p in sizes if p > 1 and p & (p - 1) == 0]
+        if len(self.space.stems) > 1:
+            with hp.conditional_scope("stem", [stem]):
+                return stem, hp.Choice("patch_size", sizes)
+        return stem, hp.Choice("patch_size", sizes)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         space = self.space
-        patch = hp.Choice("patch_size", self.patch_sizes)
+        stem, patch = self._stem_and_patch(hp)
         dim = hp.Choice("projection_dim", list(space.projection_dims))
         heads = hp.Choice("num_heads", list(space.heads))
         depth = int_hp(hp, "transformer_layers", space.transformer_layers)
-        mlp_depth = int_hp(hp, "mlp_depth", space.mlp_depth)
+        if space.mlp_ratio:
+            mlp_units = [dim * space.mlp_ratio]
+        else:
+            # Units halve layer by layer and end at the projection size, which
+            # the residual connection needs: depth 3 at dim 64 gives 256, 128, 64.
+            mlp_depth = int_hp(hp, "mlp_depth", space.mlp_depth)
+            mlp_units = [dim * 2 ** (mlp_depth - 1 - i) for i in range(mlp_depth)]
         dropout = float_hp(hp, "mlp_dropout", space.mlp_dropout)
-        # Units halve layer by layer and end at the projection size, which the
-        # residual connection needs: depth 3 at dim 64 gives 256, 128, 64.
-        mlp_units = [dim * 2 ** (mlp_depth - 1 - i) for i in range(mlp_depth)]
+        drop_path = float_hp(hp, "drop_path", space.drop_path) if space.drop_path.max else 0.0
+        pooling = hp.Choice("pooling", list(space.pooling))
 
         inputs = keras.Input(self.input_shape)
-        num_patches = (self.input_shape[0] // patch) ** 2
-        tokens = PatchEncoder(num_patches, dim)(Patches(patch)(inputs))
-        for _ in range(depth):
+        if stem == "conv":
+            tokens = _conv_stem(inputs, patch, dim)
+        else:
+            tokens = layers.Dense(dim)(Patches(patch)(inputs))
+        if pooling == "class_token":
+            tokens = ClassToken()(tokens)
+        tokens = TokenPositions()(tokens)
+        for i in range(depth):
+            rate = drop_path * (i + 1) / depth
             normed = layers.LayerNormalization(epsilon=1e-6)(tokens)
-            attended = layers.MultiHeadAttention(heads, key_dim=dim // heads, dropout=0.1)(
-                normed, normed
-            )
-            tokens = layers.Add()([attended, tokens])
+            attended = layers.MultiHeadAttention(heads, key_dim=dim // heads,
+                                                 dropout=space.attention_dropout)(normed, normed)
+            tokens = layers.Add()([_drop_path(attended, rate), tokens])
             transformed = _mlp(layers.LayerNormalization(epsilon=1e-6)(tokens), mlp_units, dropout)
-            tokens = layers.Add()([transformed, tokens])
+            if space.mlp_ratio:  # back to the projection size for the residual
+                transformed = layers.Dropout(dropout)(layers.Dense(dim)(transformed))
+            tokens = layers.Add()([_drop_path(transformed, rate), tokens])
 
         x = layers.LayerNormalization(epsilon=1e-6)(tokens)
-        x = layers.Flatten()(x)
-        x = layers.Dropout(space.head.dropout)(x)
-        x = _mlp(x, list(space.head.units), space.head.dropout)
-        outputs = layers.Dense(self.num_classes, activation="softmax")(x)
+        if pooling == "flatten":
+            x = layers.Flatten()(x)
+        elif pooling == "global_average":
+            x = layers.GlobalAveragePooling1D()(x)
+        else:
+            x = x[:, 0]
+        if space.head.units or pooling == "flatten":
+            x = layers.Dropout(space.head.dropout)(x)
+            x = _mlp(x, list(space.head.units), space.head.dropout)
+        # float32 probabilities even under a mixed-precision policy.
+        outputs = layers.Dense(self.num_classes, activation="softmax", dtype="float32")(x)
         model = keras.Model(inputs, outputs, name="vit")
-
-        optimizer_name = hp.Choice("optimizer", list(space.optimizers))
-        momentum = 0.0
-        if optimizer_name == "rmsprop":
-            with hp.conditional_scope("optimizer", ["rmsprop"]):
-                momentum = float_hp(hp, "momentum", space.momentum)
-        optimizer = make_optimizer(
-            optimizer_name,
-            float_hp(hp, "learning_rate", space.learning_rate),
-            momentum,
-        )
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        compile_model(model, self.training_choice(hp), self.jit_compile)
         return model
