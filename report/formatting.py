@@ -43,6 +43,15 @@ def format_points(points: float, decimals: int = ACCURACY_DECIMALS) -> str:
     return f"{points:.{decimals}f} {unit}"
 
 
+def format_signed_points(points: float, decimals: int = ACCURACY_DECIMALS) -> str:
+    """Format a change in percentage points with its sign: "+1.5", "−0.5", "0.0"."""
+    rounded = round(points, decimals)
+    if rounded == 0:
+        return f"{0.0:.{decimals}f}"
+    sign = "+" if rounded > 0 else "\u2212"  # U+2212, the minus sign
+    return f"{sign}{abs(rounded):.{decimals}f}"
+
+
 def round_score(value: float) -> float:
     return round(float(value), SCORE_DECIMALS)
 

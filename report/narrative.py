@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from report import tables
+from report import spaces, tables
 from report.formatting import (
     ACCURACY_DECIMALS,
     PERCENT_DECIMALS,
@@ -451,6 +451,45 @@ def auc_comparison_sentence(results: dict) -> str | None:
             f"{format_score(printed[leaders[0]])} against {join_words(others)}.")
 
 
+# ---- Flip test-time augmentation ----------------------------------------------
+
+
+def _flip_tta_change_text(model: dict) -> str:
+    plain = format_accuracy(model["test"]["accuracy"])
+    flipped = format_accuracy(model["flip_tta"]["accuracy"])
+    change = tables.flip_tta_change_points(model)
+    if change > 0:
+        return (f"raises the test accuracy of {the(model)} from {plain} to {flipped} "
+                f"({format_points(change)})")
+    if change < 0:
+        return (f"lowers the test accuracy of {the(model)} from {plain} to {flipped} "
+                f"({format_points(-change)})")
+    text = f"leaves the test accuracy of {the(model)} at {plain}"
+    changed = model["flip_tta"].get("changed_predictions") or 0
+    if changed:
+        # Changed predictions with an unchanged accuracy mean gains and losses cancel.
+        counted = ("1 prediction changes" if changed == 1
+                   else f"{format_count(changed)} predictions change")
+        text += f", although {counted}"
+    return text
+
+
+def flip_tta_sentence(results: dict) -> str | None:
+    """Compare flip-TTA with single-pass test accuracy per model, or return None without it.
+
+    Each model's change is worded from the printed accuracies: a rise, a
+    fall, or the same value.
+    """
+    models = tables.flip_tta_models(results)
+    if not models:
+        return None
+    changes = join_words([_flip_tta_change_text(model) for _, model in models])
+    return ("Flip test-time augmentation (TTA) averages the predicted probabilities of each "
+            f"test image and of its left-right mirror image. It {changes}. Every other result "
+            "in this report, including the comparison of the models, comes from a single "
+            "pass over the test images as they are.")
+
+
 # ---- Size, search and refit -------------------------------------------------
 
 
@@ -472,6 +511,13 @@ def parameter_sentence(results: dict) -> str:
         text += (f" {sentence_case(the(big))} has {ratio:.2f} times as many parameters as "
                  f"{the(small)}.")
     return text
+
+
+def space_sentence(results: dict, model_key: str) -> str | None:
+    """Name a model's search space and what it contains, or return None when it is unnamed."""
+    model = results["models"][model_key]
+    return spaces.space_summary(sentence_case(the(model)),
+                                tables.search_space(results, model_key))
 
 
 def search_sentence(model: dict) -> str:
@@ -857,7 +903,11 @@ def _table_views(results: dict) -> list[tables.TableView]:
     views += [tables.search_settings_table(results), tables.search_outcome_table(results)]
     views += [tables.best_hyperparameters_table(results, key) for key, _ in models]
     views += [tables.refit_settings_table(results), tables.refit_outcome_table(results),
-              tables.test_table(results), tables.per_class_table(results),
+              tables.test_table(results)]
+    flip_tta = tables.flip_tta_table(results)
+    if flip_tta is not None:
+        views.append(flip_tta)
+    views += [tables.per_class_table(results),
               tables.per_class_auc_table(results), tables.environment_table(results),
               tables.packages_table(results), tables.timings_table(results)]
     return views
@@ -882,6 +932,12 @@ def _table_captions(results: dict) -> dict[str, str]:
         "refit_outcome": "Outcome of the refit per model.",
         "test": (f"Test results on the held-out test split "
                  f"({format_count(data['used'].get('test'))} images)."),
+        "flip_tta": ("Test accuracy and macro-average AUC from a single pass over the test "
+                     "images and from flip test-time augmentation (TTA), which averages the "
+                     "predicted probabilities of each image and its left-right mirror image. "
+                     "Change is the flip-TTA accuracy minus the single-pass accuracy, in "
+                     "percentage points. Predictions changed counts the test images whose "
+                     "predicted class differs between the two."),
         "per_class": "Precision, recall and F1 per class on the test images.",
         "per_class_auc": ("One-vs-rest AUC per class on the test images. It is undefined "
                           "for a class with no test images."),
@@ -890,12 +946,24 @@ def _table_captions(results: dict) -> dict[str, str]:
         "timings": timings_caption,
     }
     for key, model in model_items(results):
-        captions[f"search_space_{key}"] = (
-            f"Search space of {the(model)}: a range ('a to b'), a choice ('x or y'), "
-            f"or a value the search does not vary ('fixed').")
+        captions[f"search_space_{key}"] = _search_space_caption(
+            model, tables.search_space(results, key))
         captions[f"best_hyperparameters_{key}"] = (
             f"Best hyperparameters of {the(model)} found by the search.")
     return captions
+
+
+def _search_space_caption(model: dict, space: dict) -> str:
+    name = space.get("name")
+    subject = f"The {name} search space of {the(model)}" if name else (
+        f"Search space of {the(model)}")
+    caption = (f"{subject}: a range ('a to b'), a choice ('x or y'), or a value the search "
+               f"does not vary ('fixed').")
+    optimizers = (space.get("training") or {}).get("optimizers") or []
+    if len(optimizers) > 1:
+        caption += (" Each trial uses one of the optimizers, with the ranges in that "
+                    "optimizer's row.")
+    return caption
 
 
 def number_tables(results: dict) -> dict[str, tables.TableView]:
@@ -1028,6 +1096,7 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
             "key": key,
             "label": model["label"],
             "accuracy": format_accuracy(model["test"]["accuracy"]),
+            "space": space_sentence(results, key),
             "search": search_sentence(model),
             "refit": refit_sentence(model, config.get(key, {}).get("refit", {})),
             "confusion": confusion_sentence(model, class_names),
@@ -1060,6 +1129,7 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
         "parameters": parameter_sentence(results),
         "auc_comparison": auc_comparison_sentence(results),
         "f1_wins": f1_wins_sentence(results),
+        "flip_tta": flip_tta_sentence(results),
         "uncertainty": uncertainty_sentence(results),
         "conclusions": conclusion_sentences(results),
         "total_time": format_seconds(results["timings"].get("total_seconds")),

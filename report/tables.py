@@ -10,16 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from report.formatting import (
+    ACCURACY_DECIMALS,
     format_accuracy,
     format_count,
     format_percent,
     format_score,
     format_seconds,
+    format_signed_points,
     format_timestamp,
     format_value,
     humanize_key,
-    list_separator,
+    round_accuracy,
 )
+from report.spaces import space_rows
 
 
 @dataclass(frozen=True)
@@ -83,34 +86,13 @@ def fourier_energy_table(results: dict) -> TableView:
     )
 
 
-def format_space_entry(value: object) -> str:
-    """Describe one search-space entry: a range dict, a list of choices, or a fixed value.
-
-    >>> format_space_entry({"min": 1, "max": 3, "step": 1})
-    '1 to 3'
-    >>> format_space_entry(["relu", "elu"])
-    'relu or elu'
-    """
-    if isinstance(value, dict) and {"min", "max"} <= value.keys():
-        low, high = format_value(value["min"]), format_value(value["max"])
-        if value["min"] == value["max"]:
-            return f"{low} (fixed)"
-        if value.get("log"):
-            return f"{low} to {high}, log-uniform"
-        step = value.get("step")
-        return f"{low} to {high}" + (f", step {format_value(step)}" if step not in (None, 1) else "")
-    if isinstance(value, list):
-        items = [format_value(item) for item in value]
-        if len(items) == 1:
-            return f"{items[0]} (fixed)"
-        return list_separator(items).join(items[:-1]) + f" or {items[-1]}"
-    # Anything else (a number, or a group of fixed settings) is not searched.
-    return f"{format_value(value)} (fixed)"
+def search_space(results: dict, model_key: str) -> dict:
+    """Return the model's search space from the config, or {} when it is not recorded."""
+    return results["config"].get(f"{model_key}_space") or {}
 
 
 def search_space_table(results: dict, model_key: str) -> TableView:
-    space = results["config"].get(f"{model_key}_space", {})
-    rows = [[humanize_key(name), format_space_entry(value)] for name, value in space.items()]
+    rows = space_rows(search_space(results, model_key))
     return TableView(
         key=f"search_space_{model_key}",
         headers=["Hyperparameter", "Searched values"],
@@ -221,6 +203,42 @@ def test_table(results: dict) -> TableView:
     )
 
 
+def flip_tta_models(results: dict) -> list[tuple[str, dict]]:
+    """Return the (key, model) pairs that have flip test-time augmentation scores."""
+    return [(key, model) for key, model in model_items(results) if model.get("flip_tta")]
+
+
+def flip_tta_change_points(model: dict) -> float:
+    """Return the flip-TTA accuracy minus the single-pass one, both as printed, in points."""
+    change = (round_accuracy(model["flip_tta"]["accuracy"])
+              - round_accuracy(model["test"]["accuracy"]))
+    return round(change, ACCURACY_DECIMALS)
+
+
+def flip_tta_table(results: dict) -> TableView | None:
+    """Compare single-pass and flip-TTA test scores, or return None when no model has them."""
+    models = flip_tta_models(results)
+    if not models:
+        return None
+    rows = []
+    for _, model in models:
+        tta = model["flip_tta"]
+        rows.append([
+            model["label"], format_accuracy(model["test"]["accuracy"]),
+            format_accuracy(tta["accuracy"]), format_signed_points(flip_tta_change_points(model)),
+            format_count(tta.get("changed_predictions"), "n/a"),
+            format_score(model["roc"].get("macro_auc")), format_score(tta.get("macro_auc")),
+        ])
+    return TableView(
+        key="flip_tta",
+        headers=["Model", "Single pass", "Flip TTA", "Change (points)", "Predictions changed",
+                 "Single pass", "Flip TTA"],
+        rows=rows,
+        numeric=[False, True, True, True, True, True, True],
+        groups=[("", 1), ("Test accuracy", 3), ("", 1), ("Macro-average AUC", 2)],
+    )
+
+
 def per_class_table(results: dict) -> TableView:
     models = model_items(results)
     class_names = results["data"]["class_names"]
@@ -268,6 +286,32 @@ def _gpu_text(gpus: list) -> str:
     return ", ".join(names)
 
 
+POLICY_DETAILS = {  # Keras dtype policies: the compute dtype and the variable dtype
+    "mixed_bfloat16": "bfloat16 compute, float32 variables",
+    "mixed_float16": "float16 compute, float32 variables",
+}
+
+
+def _accelerator_rows(used: dict, requested: dict) -> list[list[str]]:
+    # `used` is what the run applied (environment.accelerator), `requested`
+    # the auto/on/off settings it came from (config.accelerator). Runs from
+    # before these settings have neither, and get no rows.
+    rows = []
+    if "policy" in used:
+        policy = str(used["policy"])
+        detail = POLICY_DETAILS.get(policy)
+        text = f"{policy}: {detail}" if detail else policy
+        if "mixed_precision" in requested:
+            text += f" (mixed precision setting: {requested['mixed_precision']})"
+        rows.append(["Dtype policy", text])
+    if "xla" in used:
+        text = "on" if used["xla"] else "off"
+        if "xla" in requested:
+            text += f" (XLA setting: {requested['xla']})"
+        rows.append(["XLA compilation", text])
+    return rows
+
+
 def environment_table(results: dict) -> TableView:
     config, environment = results["config"], results["environment"]
     rows = [
@@ -280,6 +324,8 @@ def environment_table(results: dict) -> TableView:
         ["CPU cores", format_count(environment.get("cpu_count"), "n/a")],
         ["GPUs", _gpu_text(environment.get("gpus") or [])],
     ]
+    rows += _accelerator_rows(environment.get("accelerator") or {},
+                              config.get("accelerator") or {})
     return TableView(key="environment", headers=["Item", "Value"], rows=rows,
                      numeric=[False, False])
 

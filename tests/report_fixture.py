@@ -9,6 +9,7 @@ Fourier arrays come from a real FFT of the sample images.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,10 @@ CIFAR10_CLASSES = (
 
 DEFAULT_ACCURACIES = {"cnn": 0.6512, "vit": 0.5830}
 MODEL_LABELS = {"cnn": "CNN", "vit": "ViT"}
+# Flip test-time augmentation per model: (net test images it turns from wrong
+# to right, test images whose predicted class it changes). A model missing
+# here gets no flip-TTA scores.
+DEFAULT_FLIP_TTA = {"cnn": (3, 7), "vit": (-1, 4)}
 
 
 def make_run_dir(
@@ -36,6 +41,8 @@ def make_run_dir(
     filter_widths: Sequence[float] = (0.04, 0.08, 0.16),
     epochs: int = 6,
     null_auc_classes: Sequence[str] = (),
+    flip_tta: Mapping[str, tuple[int, int]] | None = None,
+    legacy: bool = False,
     seed: int = 0,
 ) -> Path:
     """Write results.json and exploration.npz into `path` and return `path`.
@@ -44,6 +51,12 @@ def make_run_dir(
     results.json. Each confusion matrix is built so that its diagonal share is
     close to that accuracy. Classes in `null_auc_classes` get a null per-class
     AUC and no per-class ROC curve, as for a class absent from the test split.
+    `flip_tta` maps model key to (net images gained, predictions changed) for
+    its flip test-time augmentation scores (default DEFAULT_FLIP_TTA); models
+    missing from it get none. With
+    `legacy`, results.json has the layout of runs made before the named
+    search spaces: unnamed spaces without a "training" entry, and no flip-TTA
+    scores or accelerator settings.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -57,12 +70,13 @@ def make_run_dir(
     arrays = _exploration_arrays(samples, spectrum, spectrum_labels, filter_widths)
     np.savez_compressed(path / "exploration.npz", **arrays)
 
+    flip_tta = dict(DEFAULT_FLIP_TTA if flip_tta is None else flip_tta)
     results = {
         "schema_version": 1,
         "title": "CNN versus Vision Transformer on CIFAR-10",
         "created": "2026-12-04T20:10:00+00:00",
         "config": _config(filter_widths, spectrum_images, epochs,
-                          train_images=train_per_class * len(class_names)),
+                          train_images=train_per_class * len(class_names), legacy=legacy),
         "data": {
             "name": "CIFAR-10",
             "source": "cifar10-jpeg.tar.xz",
@@ -81,7 +95,8 @@ def make_run_dir(
         ),
         "models": {
             key: _model_results(key, accuracy, class_names, test_per_class, epochs,
-                                set(null_auc_classes), rng)
+                                set(null_auc_classes), rng, legacy,
+                                None if legacy else flip_tta.get(key))
             for key, accuracy in accuracies.items()
         },
         "environment": {
@@ -101,6 +116,9 @@ def make_run_dir(
             "reused": [],
         },
     }
+    if not legacy:
+        # A CPU run: mixed precision and XLA stay off under the 'auto' settings.
+        results["environment"]["accelerator"] = {"policy": "float32", "xla": False}
     (path / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return path
 
@@ -148,37 +166,82 @@ def _exploration_arrays(samples, spectrum, spectrum_labels, filter_widths) -> di
     }
 
 
-def _config(filter_widths, spectrum_images, epochs, train_images) -> dict:
+def _range(low, high, step=None, log=False) -> dict:
+    return {"min": low, "max": high, "step": step, "log": log}
+
+
+def _optimizer(name, learning_rate, weight_decay=(0.0, 0.0), momentum=(0.0, 0.0)) -> dict:
+    return {"name": name, "learning_rate": _range(*learning_rate, log=True),
+            "weight_decay": _range(*weight_decay, log=weight_decay[0] > 0),
+            "momentum": _range(*momentum)}
+
+
+def _training(optimizers, warmup_fraction) -> dict:
+    return {"optimizers": optimizers, "schedules": ["cosine"],
+            "warmup_fraction": warmup_fraction, "label_smoothing": _range(0.0, 0.2, 0.1)}
+
+
+# Modern spaces as study/config.py writes them, sized like the full preset's.
+# Ranges are dicts with min and max, choices are lists.
+MODERN_CNN_SPACE = {
+    "name": "modern", "conv_blocks": {"min": 3, "max": 3, "step": 1}, "convs_per_block": [2],
+    "filter_multipliers": {"min": 1, "max": 4, "step": 1}, "batch_norm": [True],
+    "residual": [False, True], "activations": ["relu"], "pooling": ["global_average"],
+    "dense_units": {"min": 0, "max": 0, "step": 1}, "dropout": _range(0.0, 0.3, 0.1),
+    "training": _training([_optimizer("adamw", (0.0005, 0.005), weight_decay=(0.01, 0.1)),
+                           _optimizer("sgd_nesterov", (0.02, 0.2), weight_decay=(0.0005, 0.005),
+                                      momentum=(0.9, 0.9))], 0.05),
+}
+MODERN_VIT_SPACE = {
+    "name": "modern", "patch_sizes": [2, 4], "stems": ["patches", "conv"],
+    "projection_dims": [128, 192], "heads": [4, 8],
+    "transformer_layers": {"min": 4, "max": 6, "step": 2},
+    "mlp_depth": {"min": 1, "max": 1, "step": 1}, "mlp_ratio": 2,
+    "mlp_dropout": _range(0.0, 0.2, 0.1), "attention_dropout": 0.0,
+    "drop_path": _range(0.0, 0.2, 0.1), "pooling": ["global_average", "class_token"],
+    "head": {"units": [], "dropout": 0.0},
+    "training": _training([_optimizer("adamw", (0.0003, 0.003), weight_decay=(0.02, 0.1))],
+                          0.1),
+}
+# Spaces as runs wrote them before they had names and a "training" entry.
+LEGACY_CNN_SPACE = {
+    "conv_blocks": {"min": 3, "max": 3, "step": 1}, "convs_per_block": [1, 2],
+    "filter_multipliers": {"min": 1, "max": 2, "step": 1}, "batch_norm": [True],
+    "activations": ["relu", "elu"], "dense_units": {"min": 128, "max": 256, "step": 128},
+    "dropout": _range(0.2, 0.4, 0.1), "optimizers": ["adam"],
+    "learning_rate": _range(0.001, 0.003, log=True),
+}
+LEGACY_VIT_SPACE = {
+    "patch_sizes": [4, 8], "projection_dims": [64], "heads": [4],
+    "transformer_layers": {"min": 2, "max": 2, "step": 1},
+    "mlp_depth": {"min": 1, "max": 1, "step": 1}, "mlp_dropout": _range(0.1, 0.2, 0.1),
+    "head": {"units": [256], "dropout": 0.3}, "optimizers": ["adam"],
+    "learning_rate": _range(0.0005, 0.002, log=True), "momentum": _range(0.0, 0.9, 0.1),
+}
+
+
+def _config(filter_widths, spectrum_images, epochs, train_images, legacy=False) -> dict:
     search = {"max_epochs": 3, "factor": 3, "iterations": 1, "batch_size": 128,
               "train_images": 6000, "patience": 2, "trial_time_limit_s": 60.0,
               "not_learning_min_delta": 0.02, "not_learning_patience": 2}
     refit = {"max_epochs": epochs + 2, "patience": 3, "batch_size": 128}
-    return {
+    config = {
         "preset": "quick",
         "seed": 42,
         "train_images": train_images,
         "test_images": None,
         "validation_fraction": 0.1,
-        # Ranges are dicts with min and max, choices are lists (study/config.py).
-        "cnn_space": {"conv_blocks": {"min": 3, "max": 3, "step": 1}, "convs_per_block": [1, 2],
-                      "filter_multipliers": {"min": 1, "max": 2, "step": 1}, "batch_norm": [True],
-                      "activations": ["relu", "elu"],
-                      "dense_units": {"min": 128, "max": 256, "step": 128},
-                      "dropout": {"min": 0.2, "max": 0.4, "step": 0.1, "log": False},
-                      "optimizers": ["adam"],
-                      "learning_rate": {"min": 0.001, "max": 0.003, "step": None, "log": True}},
-        "vit_space": {"patch_sizes": [4, 8], "projection_dims": [64], "heads": [4],
-                      "transformer_layers": {"min": 2, "max": 2, "step": 1},
-                      "mlp_depth": {"min": 1, "max": 1, "step": 1},
-                      "mlp_dropout": {"min": 0.1, "max": 0.2, "step": 0.1, "log": False},
-                      "head": {"units": [256], "dropout": 0.3}, "optimizers": ["adam"],
-                      "learning_rate": {"min": 0.0005, "max": 0.002, "step": None, "log": True},
-                      "momentum": {"min": 0.0, "max": 0.9, "step": 0.1, "log": False}},
+        "cnn_space": copy.deepcopy(LEGACY_CNN_SPACE if legacy else MODERN_CNN_SPACE),
+        "vit_space": copy.deepcopy(LEGACY_VIT_SPACE if legacy else MODERN_VIT_SPACE),
         "cnn": {"search": dict(search), "refit": dict(refit)},
         "vit": {"search": dict(search), "refit": dict(refit)},
         "exploration": {"histogram_bins": 256, "filter_widths": list(filter_widths),
                         "spectrum_images": spectrum_images},
     }
+    if not legacy:
+        config["evaluation"] = {"flip_tta": True}
+        config["accelerator"] = {"mixed_precision": "auto", "xla": "auto"}
+    return config
 
 
 def _exploration_summary(class_names, samples, train_per_class, test_per_class,
@@ -282,21 +345,46 @@ def _history(epochs, final_accuracy, rng) -> dict:
             "loss": loss.tolist(), "val_loss": val_loss.tolist()}
 
 
+def _best_hyperparameters(key: str, legacy: bool) -> dict:
+    if legacy:
+        return ({"conv_blocks": 3, "filters_multiplier": 2, "learning_rate": 0.0016,
+                 "optimizer": "adam", "dropout": 0.3}
+                if key == "cnn" else
+                {"patch_size": 4, "projection_dim": 64, "transformer_layers": 2,
+                 "learning_rate": 0.0011, "optimizer": "adam"})
+    if key == "cnn":
+        return {"conv_blocks": 3, "residual": True, "pooling": "global_average",
+                "dropout": 0.2, "optimizer": "adamw", "learning_rate": 0.0016,
+                "weight_decay": 0.03, "schedule": "cosine", "label_smoothing": 0.1}
+    return {"stem": "conv", "patch_size": 4, "projection_dim": 128, "transformer_layers": 4,
+            "drop_path": 0.1, "pooling": "class_token", "optimizer": "adamw",
+            "learning_rate": 0.0011, "weight_decay": 0.05, "schedule": "cosine",
+            "label_smoothing": 0.1}
+
+
+def _flip_tta(test: dict, roc: dict, gained: int, changed: int) -> dict:
+    # Scores consistent with the single pass: `gained` more images right,
+    # `changed` predictions different, AUCs moved a little the same way.
+    images = test["images"]
+    return {"accuracy": min(1.0, max(0.0, test["accuracy"] + gained / images)),
+            "loss": round(test["loss"] - 0.01 * gained, 4), "images": images,
+            "micro_auc": min(0.99, roc["micro_auc"] + 0.001 * gained),
+            "macro_auc": min(0.99, roc["macro_auc"] + 0.001 * gained),
+            "changed_predictions": changed}
+
+
 def _model_results(key, accuracy, class_names, per_class, epochs, null_auc_classes,
-                   rng) -> dict:
+                   rng, legacy=False, flip_tta=None) -> dict:
     matrix = _confusion_matrix(accuracy, len(class_names), per_class, rng)
     history = _history(epochs, accuracy, rng)
     best_index = int(np.argmax(history["val_accuracy"]))
-    return {
+    test = {"accuracy": accuracy, "loss": round(2.2 - 1.8 * accuracy, 4),
+            "images": int(matrix.sum())}
+    roc = _roc(class_names, null_auc_classes, rng)
+    model = {
         "label": MODEL_LABELS.get(key, key.upper()),
         "parameters": 357482 if key == "cnn" else 812330,
-        "best_hyperparameters": (
-            {"conv_blocks": 3, "filters_multiplier": 2, "learning_rate": 0.0016,
-             "optimizer": "adam", "dropout": 0.3}
-            if key == "cnn" else
-            {"patch_size": 4, "projection_dim": 64, "transformer_layers": 2,
-             "learning_rate": 0.0011, "optimizer": "adam"}
-        ),
+        "best_hyperparameters": _best_hyperparameters(key, legacy),
         # Guard-stopped trials are among the completed ones: 6 = 5 completed + 1 failed.
         "search": {"trials": 6, "completed": 5, "failed": 1, "stopped_by_guard": 2,
                    "best_val_accuracy": round(accuracy - 0.08, 4), "best_trial_id": "0004",
@@ -304,9 +392,11 @@ def _model_results(key, accuracy, class_names, per_class, epochs, null_auc_class
         "refit": {"epochs_run": epochs, "best_epoch": best_index + 1,
                   "best_val_accuracy": history["val_accuracy"][best_index],
                   "seconds": 95.0 if key == "cnn" else 50.0, "history": history},
-        "test": {"accuracy": accuracy, "loss": round(2.2 - 1.8 * accuracy, 4),
-                 "images": int(matrix.sum())},
+        "test": test,
         "per_class": _per_class(matrix, class_names),
         "confusion_matrix": matrix.tolist(),
-        "roc": _roc(class_names, null_auc_classes, rng),
+        "roc": roc,
     }
+    if flip_tta is not None:
+        model["flip_tta"] = _flip_tta(test, roc, *flip_tta)
+    return model

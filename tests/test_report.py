@@ -25,7 +25,13 @@ import pytest
 from report_fixture import make_run_dir
 
 from report import figures, narrative, render
-from report.formatting import format_accuracy, format_timestamp, format_value
+from report import tables as report_tables
+from report.formatting import (
+    format_accuracy,
+    format_signed_points,
+    format_timestamp,
+    format_value,
+)
 from report.run_folder import RunFolderError, load_run
 
 SECTION_TITLES = ("Data", "Exploration", "Preprocessing", "Models and search", "Refit",
@@ -131,6 +137,126 @@ def test_uncertainty_none_correct_float32():
     assert "The CNN classified none of its 20 test images correctly" in sentence
     assert "The ViT classified all 20 test images correctly" in sentence
     assert "percentage points" not in sentence
+
+
+# ---- Flip test-time augmentation -------------------------------------------------
+
+
+def _tta_model(label: str, plain: float, flipped: float, changed: int = 0) -> dict:
+    return {"label": label, "test": {"accuracy": plain, "images": 1000},
+            "roc": {"macro_auc": 0.9},
+            "flip_tta": {"accuracy": flipped, "loss": 1.0, "images": 1000, "micro_auc": 0.92,
+                         "macro_auc": 0.9051, "changed_predictions": changed}}
+
+
+TTA_INTRO = ("Flip test-time augmentation (TTA) averages the predicted probabilities of each "
+             "test image and of its left-right mirror image. ")
+TTA_OUTRO = (" Every other result in this report, including the comparison of the models, "
+             "comes from a single pass over the test images as they are.")
+
+
+def test_flip_tta_rise_and_fall():
+    results = {"models": {"cnn": _tta_model("CNN", 0.651, 0.666, 20),
+                          "vit": _tta_model("ViT", 0.583, 0.578, 9)}}
+    assert narrative.flip_tta_sentence(results) == (
+        TTA_INTRO + "It raises the test accuracy of the CNN from 65.1% to 66.6% (1.5 "
+        "percentage points) and lowers the test accuracy of the ViT from 58.3% to 57.8% "
+        "(0.5 percentage points)." + TTA_OUTRO)
+
+
+def test_flip_tta_one_point_singular():
+    results = {"models": {"cnn": _tta_model("CNN", 0.650, 0.660, 10)}}
+    assert "from 65.0% to 66.0% (1.0 percentage point)." in (
+        narrative.flip_tta_sentence(results))
+
+
+def test_flip_tta_tie_at_printed_value():
+    # 58.31% and 58.34% both print as 58.3%, so the accuracy reads as unchanged.
+    results = {"models": {"vit": _tta_model("ViT", 0.5831, 0.5834, 3)}}
+    assert narrative.flip_tta_sentence(results) == (
+        TTA_INTRO + "It leaves the test accuracy of the ViT at 58.3%, although 3 predictions "
+                    "change." + TTA_OUTRO)
+    results["models"]["vit"]["flip_tta"]["changed_predictions"] = 1
+    assert "at 58.3%, although 1 prediction changes." in narrative.flip_tta_sentence(results)
+    results["models"]["vit"]["flip_tta"]["changed_predictions"] = 0
+    assert "It leaves the test accuracy of the ViT at 58.3%. Every other" in (
+        narrative.flip_tta_sentence(results))
+
+
+def test_flip_tta_none_without_scores():
+    results = _two_models(0.6, 0.5)
+    assert narrative.flip_tta_sentence(results) is None
+    assert report_tables.flip_tta_table(results) is None
+
+
+def test_flip_tta_table_rows():
+    results = {"models": {"cnn": _tta_model("CNN", 0.651, 0.666, 20),
+                          "mlp": _model("MLP", 0.5),
+                          "vit": _tta_model("ViT", 0.5831, 0.5834, 3)}}
+    view = report_tables.flip_tta_table(results)
+    assert view.headers == ["Model", "Single pass", "Flip TTA", "Change (points)",
+                            "Predictions changed", "Single pass", "Flip TTA"]
+    assert view.groups == [("", 1), ("Test accuracy", 3), ("", 1), ("Macro-average AUC", 2)]
+    # The MLP has no flip-TTA scores, so it has no row.
+    assert view.rows == [["CNN", "65.1%", "66.6%", "+1.5", "20", "0.900", "0.905"],
+                         ["ViT", "58.3%", "58.3%", "0.0", "3", "0.900", "0.905"]]
+    results["models"]["vit"]["flip_tta"]["accuracy"] = 0.578
+    assert report_tables.flip_tta_table(results).rows[1][3] == "\u22120.5"
+
+
+def test_signed_points_format():
+    assert format_signed_points(1.5) == "+1.5"
+    assert format_signed_points(-0.5) == "\u22120.5"
+    assert format_signed_points(0.0) == "0.0"
+    assert format_signed_points(-0.04) == "0.0"
+
+
+def test_flip_tta_numbered_after_test(tmp_path):
+    numbered = narrative.number_tables(_fixture_results(tmp_path))
+    assert numbered["flip_tta"].number == numbered["test"].number + 1
+    assert numbered["per_class"].number == numbered["flip_tta"].number + 1
+    assert numbered["flip_tta"].caption.startswith(
+        "Test accuracy and macro-average AUC from a single pass over the test images and "
+        "from flip test-time augmentation (TTA)")
+
+
+def test_flip_tta_absent_not_numbered(tmp_path):
+    results = _fixture_results(tmp_path, class_names=("a", "b"), flip_tta={})
+    numbered = narrative.number_tables(results)
+    assert "flip_tta" not in numbered
+    assert numbered["per_class"].number == numbered["test"].number + 1
+    assert [view.number for view in numbered.values()] == list(range(1, len(numbered) + 1))
+    html = render.render_html(narrative.build_context(results, {}), print_version=False)
+    assert "test-time augmentation" not in html
+    assert "mirrored left to right, in that same final step" not in html
+
+
+# ---- Environment ------------------------------------------------------------------
+
+
+def test_environment_accelerator_rows(tmp_path):
+    results = _fixture_results(tmp_path)
+    rows = dict(narrative.number_tables(results)["environment"].rows)
+    assert rows["Dtype policy"] == "float32 (mixed precision setting: auto)"
+    assert rows["XLA compilation"] == "off (XLA setting: auto)"
+
+    results["environment"]["accelerator"] = {"policy": "mixed_bfloat16", "xla": True}
+    results["config"]["accelerator"] = {"mixed_precision": "on", "xla": "auto"}
+    rows = dict(narrative.number_tables(results)["environment"].rows)
+    assert rows["Dtype policy"] == (
+        "mixed_bfloat16: bfloat16 compute, float32 variables (mixed precision setting: on)")
+    assert rows["XLA compilation"] == "on (XLA setting: auto)"
+
+    del results["config"]["accelerator"]
+    rows = dict(narrative.number_tables(results)["environment"].rows)
+    assert rows["Dtype policy"] == "mixed_bfloat16: bfloat16 compute, float32 variables"
+    assert rows["XLA compilation"] == "on"
+
+
+def test_environment_legacy_no_accelerator(tmp_path):
+    rows = narrative.number_tables(_fixture_results(tmp_path, legacy=True))["environment"].rows
+    assert [label for label, _ in rows] == ["Preset", "Seed", "Run created", "Python",
+                                            "Platform", "Processor", "CPU cores", "GPUs"]
 
 
 # ---- Search -----------------------------------------------------------------------
@@ -689,6 +815,27 @@ def test_render_data_wording(rendered):
     assert "keeps what the low-pass removes" not in html
 
 
+def test_render_flip_tta_section(rendered):
+    html = rendered["html"]
+    assert "<h3>Flip test-time augmentation</h3>" in html
+    # The fixture's 100 test images: the CNN gains 3, the ViT loses 1.
+    assert ("It raises the test accuracy of the CNN from 65.1% to 68.1% (3.0 percentage "
+            "points) and lowers the test accuracy of the ViT from 58.3% to 57.3% (1.0 "
+            "percentage point).") in html
+    assert '<th colspan="3" class="group">Test accuracy</th>' in html
+    assert '<td class="num">+3.0</td>' in html
+    assert '<td class="num">\u22121.0</td>' in html
+    assert "predicts them a second\n      time, mirrored left to right" in html
+
+
+def test_render_spaces_and_accelerator(rendered):
+    html = rendered["html"]
+    assert "<p>The CNN searches the modern search space" in html
+    assert "<td>optimizer: AdamW</td>" in html
+    assert "<td>Dtype policy</td>" in html
+    assert "<td>off (XLA setting: auto)</td>" in html
+
+
 def test_render_undefined_auc_shown(rendered):
     assert "undefined" in rendered["html"]
 
@@ -723,6 +870,18 @@ def test_pdf_shows_accuracies(rendered):
     for accuracy in ACCURACIES.values():
         assert format_accuracy(accuracy) in text
     assert "Page 2 of" in text
+
+
+@needs_pdftotext
+def test_pdf_shows_new_tables(rendered):
+    text = _pdf_text(rendered["paths"]["pdf"])
+    assert "Flip test-time augmentation" in text
+    assert re.search(r"CNN\s+65\.1%\s+68\.1%\s+\+3\.0\s+7\s", text)
+    assert re.search(r"ViT\s+58\.3%\s+57\.3%\s+\u22121\.0\s+4\s", text)
+    assert "optimizer: AdamW" in text
+    assert re.search(r"learning-rate schedule\s+cosine decay to zero \(fixed\)", text)
+    assert re.search(r"Dtype policy\s+float32 \(mixed precision setting: auto\)", text)
+    assert re.search(r"XLA compilation\s+off \(XLA setting: auto\)", text)
 
 
 @needs_pdftotext
@@ -921,7 +1080,7 @@ def test_context_is_deep_copy_safe(tmp_path):
 
 
 def test_space_entry_formats():
-    from report.tables import format_space_entry
+    from report.spaces import format_space_entry
 
     assert format_space_entry({"min": 1, "max": 3, "step": 1}) == "1 to 3"
     assert format_space_entry({"min": 512, "max": 2048, "step": 512}) == (

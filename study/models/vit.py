@@ -153,7 +153,7 @@ class ViTHyperModel(StudyHyperModel):
             x = layers.GlobalAveragePooling1D()(x)
         else:
             x = x[:, 0]
-        if space.head.units or pooling == "flatten":
+        if pooling == "flatten":  # the head reads the flattened tokens only
             x = layers.Dropout(space.head.dropout)(x)
             x = _mlp(x, list(space.head.units), space.head.dropout)
         # float32 probabilities even under a mixed-precision policy.
