@@ -28,11 +28,20 @@ def main() -> int:
     parser.add_argument("--data", required=True, help="data path passed to run_study.py")
     parser.add_argument("--preset", default="quick", choices=("smoke", "quick", "full"))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cnn-space", choices=("modern", "original"), default="modern")
+    parser.add_argument("--vit-space", choices=("modern", "original"), default="modern")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="write the run folder and the site under DIR (which must not "
+                             "exist) and keep them; by default both are deleted")
     args = parser.parse_args()
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep} already exists; pass a new folder")
 
-    with tempfile.TemporaryDirectory(prefix="study-bench-") as work:
+    with tempfile.TemporaryDirectory(prefix="study-bench-") as scratch:
+        work = str(args.keep or scratch)
         command = [sys.executable, str(ROOT / "run_study.py"), "--preset", args.preset,
                    "--data", args.data, "--seed", str(args.seed),
+                   "--cnn-space", args.cnn_space, "--vit-space", args.vit_space,
                    "--run-dir", f"{work}/run", "--out", f"{work}/site"]
         start = time.monotonic()
         completed = subprocess.run(command, cwd=ROOT)
@@ -45,7 +54,8 @@ def main() -> int:
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
     print(f"machine:        {platform.machine()}, {os.cpu_count()} CPUs, "
           f"GPUs: {', '.join(results['environment']['gpus']) or 'none'}")
-    print(f"preset:         {args.preset}, seed {args.seed}")
+    print(f"preset:         {args.preset}, seed {args.seed}, spaces: CNN {args.cnn_space}, "
+          f"ViT {args.vit_space}")
     print(f"end to end:     {seconds:.0f} s (results.json total without the report: "
           f"{results['timings']['total_seconds']:.0f} s)")
     for stage, stage_seconds in results["timings"]["stages"].items():
@@ -54,6 +64,8 @@ def main() -> int:
         print(f"{model['label']:<16}test accuracy {model['test']['accuracy']:.4f} on "
               f"{model['test']['images']} images, macro AUC {model['roc']['macro_auc']:.4f}, "
               f"{model['parameters']:,} parameters")
+        if "flip_tta" in model:
+            print(f"{'':<16}with flip TTA {model['flip_tta']['accuracy']:.4f}")
     print(f"peak memory:    {peak_mib:.0f} MiB resident")
     return 0
 

@@ -107,6 +107,11 @@ def test_pdf_has_sections_and_accuracies(smoke_run):
     for name in ("cnn", "vit"):
         accuracy = results["models"][name]["test"]["accuracy"]
         assert f"{accuracy:.4f}" in text or f"{100 * accuracy:.1f}%" in text
+        # The flip-TTA score is printed beside the single-pass one.
+        flipped = results["models"][name]["flip_tta"]["accuracy"]
+        assert f"{100 * flipped:.1f}%" in text
+    assert "The modern search space of the CNN" in text
+    assert "Flip test-time augmentation (TTA) averages" in text
 
 
 def test_cli_prints_output_paths(smoke_run):
