@@ -35,8 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--preset", choices=PRESETS, default="quick",
         help="size of the study: 'smoke' (a few hundred images, one or two epochs, for "
-             "tests), 'quick' (about 6 to 7 minutes on a 2-core CPU), 'full' (the complete "
-             "search on all images, for a GPU; hours on a CPU). Default: quick")
+             "tests), 'quick' (about 8 minutes on a 2-core CPU), 'full' (searches on 20,000 "
+             "images and refits on all, for a GPU; many hours on a CPU). Default: quick")
 
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick",
                         help="short for --preset quick")
