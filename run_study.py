@@ -83,11 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="skip the second test pass on mirrored images (flip test-time "
                              "augmentation, reported beside the plain scores)")
     parser.add_argument("--mixed-precision", choices=SWITCHES, default="auto",
-                        help="train in 16-bit floats with float32 weights: 'auto' does on a "
-                             "GPU only. Default: auto")
+                        help="train in 16-bit floats with float32 weights; 'auto' turns it on "
+                             "only when TensorFlow finds a GPU. Default: auto")
     parser.add_argument("--xla", choices=SWITCHES, default="auto",
-                        help="compile training steps with XLA: 'auto' does on a GPU only. "
-                             "Default: auto")
+                        help="compile training steps with XLA; 'auto' turns it on only when "
+                             "TensorFlow finds a GPU. Default: auto")
 
     args = parser.parse_args(argv)
     if args.render_only and args.restart:

@@ -62,7 +62,7 @@ class TrainingSpace:
     """How a candidate is trained: optimizer, learning-rate schedule, loss.
 
     'cosine' raises the learning rate linearly over `warmup_fraction` of the
-    training epochs, then lowers it to zero along a half cosine; those
+    training epochs, then lowers it to zero along a half cosine. Those
     epochs are Hyperband's `max_epochs` in the search and the refit's
     `max_epochs` in the refit. `label_smoothing` moves that share of each
     one-hot target evenly onto all classes.
@@ -307,9 +307,9 @@ def _quick_spaces() -> dict:
     # Sized for a 2-core CPU: widths and depths are fixed, and the short
     # search varies the cheap settings. In 12-epoch trial refits on this
     # preset's sample, flattening the CNN's last block reached 0.733 test
-    # accuracy and global average pooling 0.690, so the quick CNN flattens;
-    # the ViT's convolutional stem with 4-pixel patches reached 0.59-0.62,
-    # against 0.49 for dense-projected 4-pixel patches at twice the time.
+    # accuracy and global average pooling 0.690, so the quick CNN flattens.
+    # The ViT's convolutional stem with 4-pixel patches reached 0.59 to 0.62,
+    # and dense-projected 4-pixel patches 0.49 in twice the time.
     modern_cnn = _modern_training(
         (_adamw(FloatRange(1e-3, 4e-3, log=True), FloatRange(0.05, 0.05)),),
         FloatRange(0.0, 0.1, 0.1), 0.1)
@@ -429,11 +429,12 @@ def _quick() -> StudyConfig:
 
 def _full() -> StudyConfig:
     # All the data, with the usual CIFAR augmentation (flips and shifts of up
-    # to 4 pixels). The budgets are sized for one H200-class GPU and about an
-    # hour in all: each search is 30 Hyperband trials (at most 226 epochs) on
-    # 20,000 images, where the notebook ran 90 and 180 trials on all of them;
-    # the refits use every image, and their patience is a third of their
-    # epochs, so a cosine schedule reaches its low rates before a stop.
+    # to 4 pixels). The budgets aim at about an hour on one H200-class GPU,
+    # an estimate from image counts (benchmarks/budget.py), not a timing.
+    # Each search is 30 Hyperband trials (at most 226 epochs) on 20,000
+    # images, where the notebook ran 90 and 180 trials on all of them. The
+    # refits use every image. Their patience is a third of their epochs, so
+    # a cosine schedule reaches its low rates before a stop.
     search = SearchBudget(max_epochs=20, factor=3, iterations=1, batch_size=256,
                           train_images=20_000, patience=5)
     return StudyConfig(

@@ -60,6 +60,9 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor,
     `seed` is a stateless seed, shape (2,); the same seed gives the same
     changes. Shifts are whole pixels with the border reflected, so no
     pixel value is interpolated.
+
+    NOTE: this runs inside tf.data, on the host CPU even when a GPU trains
+    the model; whether it keeps up with a GPU has not been measured.
     """
     if settings.flip:
         flip_seed = tf.random.experimental.stateless_fold_in(seed, 0)

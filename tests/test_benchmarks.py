@@ -42,14 +42,14 @@ def test_budget_script_counts_the_quick_preset():
                "--cnn-rate", "1000", "--vit-rate", "2000"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    # Search: 5 trials, 2 + 2 + 1 + 1 + 1 epochs on 4,000 images. Refit: 12 epochs
+    # Search: 5 trials, 2 + 2 + 1 + 1 + 1 epochs on 4,000 images. Refit: 10 epochs
     # on the 22,500 images left after validation. Test: 10,000 images, twice.
-    assert ("cnn: search 5 trials, at most 7 epochs (28,000 images); refit at most 12 "
-            "epochs (270,000 images); test 20,000 images") in completed.stdout
-    # (28,000 + 270,000) / 1,000 images/s = 298 s; at 2,000 images/s, 149 s.
-    assert "cnn: at 1,000 images/s, at most 5.0 min of training" in completed.stdout
-    assert "vit: at 2,000 images/s, at most 2.5 min of training" in completed.stdout
-    assert "both: at most 7.5 min of training" in completed.stdout
+    assert ("cnn: search 5 trials, at most 7 epochs (28,000 images); refit at most 10 "
+            "epochs (225,000 images); test 20,000 images") in completed.stdout
+    # (28,000 + 225,000) / 1,000 images/s = 253 s; at 2,000 images/s, 126.5 s.
+    assert "cnn: at 1,000 images/s, at most 4.2 min of training" in completed.stdout
+    assert "vit: at 2,000 images/s, at most 2.1 min of training" in completed.stdout
+    assert "both: at most 6.3 min of training" in completed.stdout
 
 
 def test_budget_script_rejects_a_zero_rate():

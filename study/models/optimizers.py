@@ -1,8 +1,8 @@
 """How a candidate trains: optimizer, learning-rate schedule and loss, as hyperparameters.
 
 `register_training` draws the optimizer and its ranges, the schedule and
-the label smoothing from a TrainingSpace; `compile_model` compiles a model
-with them; `StudyHyperModel.fit` adds the schedule's callback, so the
+the label smoothing from a TrainingSpace, and `compile_model` compiles a
+model with them. `StudyHyperModel.fit` adds the schedule's callback, so the
 search and the refit train the same way.
 """
 
