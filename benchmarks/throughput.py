@@ -1,6 +1,7 @@
 """Compare the study's input pipeline with a plain `model.fit` on the same arrays.
 
     python benchmarks/throughput.py [--images 10000] [--epochs 3] [--repeats 3] [--model cnn]
+                                     [--xla auto]
 
 Both runs train the quick preset's model (default hyperparameters) on the
 same uint8 images for the same epochs and batch size, in this one process.
@@ -16,6 +17,7 @@ each and their ratio (pipeline / plain).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import platform
@@ -73,6 +75,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternating runs of each kind; the medians are compared")
     parser.add_argument("--model", choices=("cnn", "vit"), default="cnn")
+    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                        help="XLA compilation of both runs; 'auto' is the study's choice "
+                             "(on only when TensorFlow finds a GPU)")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch is not timed")
@@ -80,6 +85,8 @@ def main() -> int:
         parser.error("--repeats must be at least 1")
 
     config = build_config("quick")
+    config = dataclasses.replace(config, accelerator=dataclasses.replace(
+        config.accelerator, xla=args.xla))
     # The study's precision and XLA choice for this machine (on with a GPU).
     chosen = accelerator.choose(config.accelerator, accelerator.gpu_capabilities())
     accelerator.apply(chosen)
