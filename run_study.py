@@ -70,21 +70,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default: 42)")
 
     parser.add_argument("--cnn-space", choices=SPACE_NAMES, default="modern",
-                        help="CNN search space: 'modern' (batch norm, residual blocks, global "
-                             "average pooling, AdamW or Nesterov SGD with weight decay, warm-up "
-                             "and cosine decay, label smoothing) or 'original' (the 2024 "
-                             "notebook's space). Default: modern")
+                        help="CNN search space: 'modern' (current practice; in the full "
+                             "preset batch norm, residual blocks, global average pooling, "
+                             "AdamW or Nesterov SGD with weight decay, warm-up and cosine "
+                             "decay, label smoothing; reduced in smaller presets) or "
+                             "'original' (the 2024 notebook's space). Default: modern")
     parser.add_argument("--vit-space", choices=SPACE_NAMES, default="modern",
-                        help="ViT search space: 'modern' (small patches, convolutional stem, "
-                             "mean or class-token readout, stochastic depth, AdamW with "
-                             "warm-up and cosine decay, label smoothing) or 'original' (the "
+                        help="ViT search space: 'modern' (in the full preset small patches, "
+                             "a dense or convolutional stem, mean or class-token readout, "
+                             "stochastic depth, AdamW with warm-up and cosine decay, label "
+                             "smoothing; reduced in smaller presets) or 'original' (the "
                              "notebook's space). Default: modern")
     parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false",
                         help="skip the second test pass on mirrored images (flip test-time "
                              "augmentation, reported beside the plain scores)")
     parser.add_argument("--mixed-precision", choices=SWITCHES, default="auto",
-                        help="train in 16-bit floats with float32 weights; 'auto' turns it on "
-                             "only when TensorFlow finds a GPU. Default: auto")
+                        help="train in 16-bit floats with float32 weights (bfloat16 when forced "
+                             "on a CPU); 'auto' turns it on only when TensorFlow finds a "
+                             "GPU. Default: auto")
     parser.add_argument("--xla", choices=SWITCHES, default="auto",
                         help="compile training steps with XLA; 'auto' turns it on only when "
                              "TensorFlow finds a GPU. Default: auto")

@@ -7,9 +7,11 @@ can train (early stopping only lowers it), the refit's epochs, and the
 images each stage passes through the model (training images times epochs;
 the test split once, twice with flip test-time augmentation). Given a
 training speed per model in images per second, measured on the target
-machine (benchmarks/throughput.py prints one), it adds an upper estimate of
-the training time. It trains nothing and needs no data: the full preset's
-image counts assume CIFAR-10 (50,000 train and 10,000 test images).
+machine with that preset's models, it adds an estimate of the time spent
+in training steps; validation passes, model building and compilation come
+on top. benchmarks/throughput.py measures the quick preset's models only.
+The script trains nothing and needs no data: the full preset's image counts
+assume CIFAR-10 (50,000 train and 10,000 test images).
 """
 
 from __future__ import annotations
@@ -73,9 +75,10 @@ def main() -> int:
             seconds = trained / rates[name]
             total += seconds
             print(f"{name}: at {rates[name]:,.0f} images/s, at most {seconds / 60:.1f} min "
-                  "of training")
+                  "of training steps")
     if all(rates.values()):
-        print(f"both: at most {total / 60:.1f} min of training")
+        print(f"both: at most {total / 60:.1f} min of training steps (validation, model "
+              "building and compilation not counted)")
     return 0
 
 

@@ -935,8 +935,8 @@ def _table_captions(results: dict) -> dict[str, str]:
         "flip_tta": ("Test accuracy and macro-average AUC from a single pass over the test "
                      "images and from flip test-time augmentation (TTA), which averages the "
                      "predicted probabilities of each image and its left-right mirror image. "
-                     "Change is the flip-TTA accuracy minus the single-pass accuracy, in "
-                     "percentage points. Predictions changed counts the test images whose "
+                     "Change is the printed flip-TTA accuracy minus the printed single-pass "
+                     "accuracy, in percentage points. Predictions changed counts the test images whose "
                      "predicted class differs between the two."),
         "per_class": "Precision, recall and F1 per class on the test images.",
         "per_class_auc": ("One-vs-rest AUC per class on the test images. It is undefined "

@@ -229,7 +229,9 @@ class Manifest:
         # Keys are compared under "config." so they read as in results.json.
         before = {"config": self.recorded.get("config") or {}}
         now = {"config": self.config}
-        changes = changed_keys(before, now)
+        # A changed space name (--cnn-space, --vit-space) explains the many
+        # range changes under it, so it is named first.
+        changes = sorted(changed_keys(before, now), key=lambda key: not key.endswith("_space.name"))
         affected = {stage for key in changes for stage in stages_affected(key)}
         described = [f"{key} {_value_at(before, key)!r} -> {_value_at(now, key)!r}"
                      for key in changes[:4]]

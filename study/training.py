@@ -109,11 +109,11 @@ class PreparedData:
 
 def build_hypermodel(name: str, config: StudyConfig, prepared: PreparedData) -> kt.HyperModel:
     num_classes = len(prepared.class_names)
-    xla = prepared.accelerator["xla"]
+    xla, policy = prepared.accelerator["xla"], prepared.accelerator["policy"]
     if name == "cnn":
-        return CNNHyperModel(config.cnn_space, prepared.image_shape, num_classes, xla)
+        return CNNHyperModel(config.cnn_space, prepared.image_shape, num_classes, xla, policy)
     if name == "vit":
-        return ViTHyperModel(config.vit_space, prepared.image_shape, num_classes, xla)
+        return ViTHyperModel(config.vit_space, prepared.image_shape, num_classes, xla, policy)
     raise ValueError(f"unknown model {name!r}: choose 'cnn' or 'vit'")
 
 

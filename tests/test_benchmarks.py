@@ -47,9 +47,9 @@ def test_budget_script_counts_the_quick_preset():
     assert ("cnn: search 5 trials, at most 7 epochs (28,000 images); refit at most 10 "
             "epochs (225,000 images); test 20,000 images") in completed.stdout
     # (28,000 + 225,000) / 1,000 images/s = 253 s; at 2,000 images/s, 126.5 s.
-    assert "cnn: at 1,000 images/s, at most 4.2 min of training" in completed.stdout
-    assert "vit: at 2,000 images/s, at most 2.1 min of training" in completed.stdout
-    assert "both: at most 6.3 min of training" in completed.stdout
+    assert "cnn: at 1,000 images/s, at most 4.2 min of training steps" in completed.stdout
+    assert "vit: at 2,000 images/s, at most 2.1 min of training steps" in completed.stdout
+    assert "both: at most 6.3 min of training steps" in completed.stdout
 
 
 def test_budget_script_rejects_a_zero_rate():

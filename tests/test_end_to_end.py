@@ -90,6 +90,9 @@ def test_results_has_documented_keys(smoke_run):
     assert results["data"]["class_names"][0] == "airplane"
     assert results["data"]["used"]["test"] == 200
     assert 0.0 <= results["models"]["cnn"]["test"]["accuracy"] <= 1.0
+    # The smoke spaces offer every stem and readout; none of their trials may fail.
+    for name in ("cnn", "vit"):
+        assert results["models"][name]["search"]["failed"] == 0, name
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) missing")

@@ -182,21 +182,48 @@ def test_stochastic_depth_skips_whole_branches():
     assert all(len(np.unique(row)) == 1 for row in per_image)
 
 
-def test_conv_stem_needs_a_power_of_two():
+def test_conv_stem_needs_powers_of_two():
     from dataclasses import replace
 
     space = replace(build_config("full").vit_space, patch_sizes=(16, 32), stems=("conv",))
     ViTHyperModel(space, (32, 32, 3), 10)
-    with pytest.raises(ValueError, match="power of 2"):
+    with pytest.raises(ValueError, match="powers of 2"):
         ViTHyperModel(replace(space, patch_sizes=(6,)), (18, 18, 3), 10)
+    # A size that only the dense stem could use is rejected too: the two are drawn apart.
+    with pytest.raises(ValueError, match=r"powers of 2, such as 2, 4 or 8; got \[2, 6\]"):
+        ViTHyperModel(replace(space, patch_sizes=(2, 6), stems=("patches", "conv")),
+                      (12, 12, 3), 10)
 
 
-def test_mixed_precision_keeps_float32_probabilities():
+def test_both_stems_train_under_the_tuner(tmp_path):
+    from dataclasses import replace
+
+    # keras-tuner draws every hyperparameter itself; each stem must build and train.
+    space = replace(build_config("smoke").vit_space, patch_sizes=(4,),
+                    stems=("patches", "conv"), pooling=("global_average", "class_token"))
+    hypermodel = ViTHyperModel(space, (8, 8, 3), 3)
+    tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", directory=str(tmp_path),
+                            project_name="stems", max_trials=6, seed=3)
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 8, 8, 3)).astype("float32")
+    y = np.arange(12) % 3
+    tuner.search(x, y, validation_data=(x, y), epochs=1, batch_size=6, verbose=0,
+                 schedule_epochs=1)
+    trials = list(tuner.oracle.trials.values())
+    assert {t.hyperparameters.values["stem"] for t in trials} == {"patches", "conv"}
+    assert all(t.status == "COMPLETED" for t in trials), [t.status for t in trials]
+
+
+def test_dtype_policy_survives_clear_session():
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        for hypermodel in (CNNHyperModel(build_config("smoke").cnn_space, (16, 16, 3), 3),
-                           ViTHyperModel(build_config("smoke").vit_space, (16, 16, 3), 3)):
+        for hypermodel in (
+                CNNHyperModel(build_config("smoke").cnn_space, (16, 16, 3), 3,
+                              dtype_policy="mixed_bfloat16"),
+                ViTHyperModel(build_config("smoke").vit_space, (16, 16, 3), 3,
+                              dtype_policy="mixed_bfloat16")):
+            # keras-tuner calls clear_session before each trial, which resets the policy.
+            keras.backend.clear_session()
             model = hypermodel.build(kt.HyperParameters())
             assert model.layers[1].compute_dtype == "bfloat16"
             assert model.output.dtype == "float32"

@@ -83,6 +83,23 @@ def test_changed_refit_setting_names_key_and_stage(tmp_path):
     assert run.present_stages() == ["exploration", "search_cnn"]
 
 
+def test_changed_space_named_first(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    _manifest(run, build_config("smoke"))
+    _finish(run, "exploration", "search_cnn")
+    original = build_config("smoke", cnn_space="original")
+    with pytest.raises(RunFolderError) as error:
+        Manifest(run, original, "data.tar.xz").check_config()
+    message = str(error.value)
+    assert "from other settings (config.cnn_space.name 'modern' -> 'original', " in message
+    assert "--restart search_cnn" in message
+
+
+def test_accelerator_and_tta_keys_pick_stages():
+    assert stages_affected("config.accelerator.xla") == list(STAGES[1:])
+    assert stages_affected("config.evaluation.flip_tta") == ["evaluation_cnn", "evaluation_vit"]
+
+
 def test_changed_setting_of_absent_stage_accepted(tmp_path):
     run = RunFolder(tmp_path / "run")
     config = build_config("smoke")

@@ -44,10 +44,12 @@ class CNNHyperModel(StudyHyperModel):
         input_shape: (H, W, C) of one image.
         num_classes: width of the softmax.
         jit_compile: passed to `Model.compile` (True, False or 'auto').
+        dtype_policy: Keras dtype policy set before each build, e.g. 'mixed_bfloat16'.
     """
 
     def __init__(self, space: CNNSpace, input_shape: tuple[int, int, int],
-                 num_classes: int, jit_compile: bool | str = "auto", **kwargs):
+                 num_classes: int, jit_compile: bool | str = "auto",
+                 dtype_policy: str | None = None, **kwargs):
         super().__init__(**kwargs)
         for pooling in space.pooling:
             if pooling not in POOLINGS:
@@ -58,8 +60,9 @@ class CNNHyperModel(StudyHyperModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.jit_compile = jit_compile
+        self.dtype_policy = dtype_policy
 
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
+    def build_model(self, hp: kt.HyperParameters) -> keras.Model:
         space = self.space
         blocks = int_hp(hp, "conv_blocks", space.conv_blocks)
         convs = hp.Choice("convs_per_block", list(space.convs_per_block))

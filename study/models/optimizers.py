@@ -176,13 +176,24 @@ def compile_model(model: keras.Model, choice: TrainingChoice, jit_compile="auto"
 class StudyHyperModel(kt.HyperModel):
     """A hypermodel whose `fit` follows the drawn learning-rate schedule.
 
-    Subclasses set `self.training_space` and call `register_training` in
-    `build`. `fit` takes `schedule_epochs`, the length of the schedule:
+    Subclasses set `self.training_space`, implement `build_model` and call
+    `register_training` there. `fit` takes `schedule_epochs`, the length of the schedule:
     Hyperband's max_epochs in the search, max_epochs in the refit.
     """
 
     training_space: TrainingSpace
     jit_compile: bool | str = "auto"
+    dtype_policy: str | None = None  # Keras dtype policy name; None leaves the global one
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        # keras-tuner clears the Keras session before each trial, and that
+        # resets the global dtype policy to float32, so set it for each model.
+        if self.dtype_policy is not None:
+            keras.mixed_precision.set_global_policy(self.dtype_policy)
+        return self.build_model(hp)
+
+    def build_model(self, hp: kt.HyperParameters) -> keras.Model:
+        raise NotImplementedError
 
     def training_choice(self, hp: kt.HyperParameters) -> TrainingChoice:
         return register_training(hp, self.training_space)

@@ -80,10 +80,12 @@ class ViTHyperModel(StudyHyperModel):
         input_shape: (H, W, C) of one image; H must equal W.
         num_classes: width of the softmax.
         jit_compile: passed to `Model.compile` (True, False or 'auto').
+        dtype_policy: Keras dtype policy set before each build, e.g. 'mixed_bfloat16'.
     """
 
     def __init__(self, space: ViTSpace, input_shape: tuple[int, int, int],
-                 num_classes: int, jit_compile: bool | str = "auto", **kwargs):
+                 num_classes: int, jit_compile: bool | str = "auto",
+                 dtype_policy: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if input_shape[0] != input_shape[1]:
             raise ValueError(f"the ViT needs square images, got {input_shape[:2]}")
@@ -94,25 +96,19 @@ class ViTHyperModel(StudyHyperModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.jit_compile = jit_compile
+        self.dtype_policy = dtype_policy
         self.patch_sizes = valid_patch_sizes(space.patch_sizes, input_shape[0])
-        if "conv" in space.stems and not any(p & (p - 1) == 0 and p > 1
+        # Every patch size must suit every stem, because keras-tuner draws the
+        # two independently.
+        if "conv" in space.stems and not all(p > 1 and p & (p - 1) == 0
                                              for p in self.patch_sizes):
-            raise ValueError(f"the 'conv' stem needs a patch size that is a power of 2, "
+            raise ValueError(f"the 'conv' stem needs patch sizes that are powers of 2, "
                              f"such as 2, 4 or 8; got {self.patch_sizes}")
 
-    def _stem_and_patch(self, hp: kt.HyperParameters) -> tuple[str, int]:
-        stem = hp.Choice("stem", list(self.space.stems))
-        sizes = self.patch_sizes
-        if stem == "conv":
-            sizes = [p for p in sizes if p > 1 and p & (p - 1) == 0]
-        if len(self.space.stems) > 1:
-            with hp.conditional_scope("stem", [stem]):
-                return stem, hp.Choice("patch_size", sizes)
-        return stem, hp.Choice("patch_size", sizes)
-
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
+    def build_model(self, hp: kt.HyperParameters) -> keras.Model:
         space = self.space
-        stem, patch = self._stem_and_patch(hp)
+        stem = hp.Choice("stem", list(space.stems))
+        patch = hp.Choice("patch_size", self.patch_sizes)
         dim = hp.Choice("projection_dim", list(space.projection_dims))
         heads = hp.Choice("num_heads", list(space.heads))
         depth = int_hp(hp, "transformer_layers", space.transformer_layers)
