@@ -83,6 +83,8 @@ def stages_affected(key: str) -> list[str]:
             return []  # only a name; every value it sets is compared on its own
         if section == "exploration":
             return ["exploration"]
+        # NOTE: accelerator settings are compared as written ('auto'), not as
+        # resolved, so a run folder moved from a CPU to a GPU mixes precisions.
         if section in ("augmentation", "accelerator"):  # how both models train
             return [stage for stage in STAGES if stage != "exploration"]
         if section == "evaluation":
