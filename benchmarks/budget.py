@@ -1,4 +1,4 @@
-"""Count the training a preset asks for, and turn measured speeds into a time estimate.
+"""Count the training a preset requests, and turn measured speeds into a time estimate.
 
     python benchmarks/budget.py [--preset full] [--cnn-rate IMAGES_PER_S] [--vit-rate IMAGES_PER_S]
 

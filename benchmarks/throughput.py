@@ -89,7 +89,6 @@ def main() -> int:
         config.accelerator, xla=args.xla))
     # The study's precision and XLA choice for this machine (on with a GPU).
     chosen = accelerator.choose(config.accelerator, accelerator.gpu_capabilities())
-    accelerator.apply(chosen)
     batch_size = config.model_settings(args.model).refit.batch_size
     rng = np.random.default_rng(config.seed)
     x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)

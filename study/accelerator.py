@@ -1,8 +1,8 @@
 """Mixed precision and XLA: on where a GPU is present, off on a CPU, unless set.
 
 `choose` is pure (it takes the GPUs' compute capabilities), so it is tested
-without a GPU; `apply` sets Keras's global dtype policy before any model is
-built, and the choice is recorded in results.json.
+without a GPU. The hypermodels set the chosen dtype policy each time they
+build a model, and the choice is recorded in results.json.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def choose(settings: AcceleratorSettings, capabilities: list[tuple[int, int]]) -
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:
-    """Compute capability of each GPU TensorFlow sees, (0, 0) where it is not reported."""
+    """Return the compute capability of each GPU TensorFlow finds, (0, 0) if not reported."""
     import tensorflow as tf
 
     capabilities = []
@@ -48,8 +48,3 @@ def gpu_capabilities() -> list[tuple[int, int]]:
         capabilities.append(tuple(details.get("compute_capability") or (0, 0)))
     return capabilities
 
-
-def apply(choice: dict) -> None:
-    import keras
-
-    keras.mixed_precision.set_global_policy(choice["policy"])

@@ -59,7 +59,7 @@ class OptimizerSpace:
 
 @dataclass(frozen=True)
 class TrainingSpace:
-    """How a candidate is trained: optimizer, learning-rate schedule, loss.
+    """Training choices of a candidate: optimizer, learning-rate schedule, loss.
 
     'cosine' raises the learning rate linearly over `warmup_fraction` of the
     training epochs, then lowers it to zero along a half cosine. Those
@@ -215,7 +215,7 @@ class AcceleratorSettings:
     """Numeric settings that only pay off on a GPU.
 
     'auto' turns mixed precision (bfloat16 on GPUs that have it, else
-    float16 with loss scaling) and XLA compilation on when TensorFlow sees a
+    float16 with loss scaling) and XLA compilation on when TensorFlow finds a
     GPU, and off on a CPU.
     """
 

@@ -62,7 +62,7 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor,
     pixel value is interpolated.
 
     NOTE: this runs inside tf.data, on the host CPU even when a GPU trains
-    the model; whether it keeps up with a GPU has not been measured.
+    the model. Whether it keeps up with a GPU has not been measured.
     """
     if settings.flip:
         flip_seed = tf.random.experimental.stateless_fold_in(seed, 0)

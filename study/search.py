@@ -215,49 +215,49 @@ class StudyHyperband(kt.Hyperband):
                  values.get("tuner/round"), time.monotonic() - self._trial_start)
 
 
-def hyperband_trial_count(max_epochs: int, factor: int, iterations: int = 1) -> int:
-    """Return the number of trials keras-tuner 1.4.8's Hyperband runs when none fails.
+def _hyperband_rounds(max_epochs: int, factor: int):
+    """Yield (models, target epochs, epochs already trained) per Hyperband round.
 
+    The rounds are those of one iteration of keras-tuner 1.4.8's Hyperband.
     With E = ceil(1 + log_factor(max_epochs)), round r of bracket s (s from
-    s_max down to 0) runs ceil(E / (s + 1) * factor**(s - r)) models. Every
-    model of every round counts as one trial.
+    s_max down to 0) runs ceil(E / (s + 1) * factor**(s - r)) models, each
+    trained to ceil(max_epochs / factor**(s - r)) epochs. A round r > 0 model
+    continues from the epochs it reached in round r - 1.
     """
     brackets, epochs = 0, float(max_epochs)
     while epochs >= 1:
         epochs /= factor
         brackets += 1
     end_size = math.ceil(1 + math.log(max_epochs, factor))
-    per_iteration = 0
     for bracket in range(brackets):
+        reached = 0
         for round_num in range(bracket + 1):
-            per_iteration += math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_num))
+            models = math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_num))
+            target = math.ceil(max_epochs / factor ** (bracket - round_num))
+            yield models, target, reached
+            reached = target
+
+
+def hyperband_trial_count(max_epochs: int, factor: int, iterations: int = 1) -> int:
+    """Return the number of trials keras-tuner 1.4.8's Hyperband runs when none fails.
+
+    Every model of every round counts as one trial.
+    """
+    per_iteration = sum(models for models, _, _ in _hyperband_rounds(max_epochs, factor))
     return per_iteration * iterations
 
 
 def hyperband_epoch_count(max_epochs: int, factor: int, iterations: int = 1) -> int:
     """Return the most epochs keras-tuner 1.4.8's Hyperband trains, summed over its trials.
 
-    Round r of bracket s trains each of its models to ceil(max_epochs /
-    factor**(s - r)) epochs, continuing a round r - 1 model from where it
-    stopped; early stopping can only lower the total.
+    Early stopping can only lower this total.
 
     >>> hyperband_epoch_count(2, 2)
     7
     """
-    brackets, epochs = 0, float(max_epochs)
-    while epochs >= 1:
-        epochs /= factor
-        brackets += 1
-    end_size = math.ceil(1 + math.log(max_epochs, factor))
-    total = 0
-    for bracket in range(brackets):
-        reached = 0
-        for round_num in range(bracket + 1):
-            models = math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_num))
-            target = math.ceil(max_epochs / factor ** (bracket - round_num))
-            total += models * (target - reached)
-            reached = target
-    return total * iterations
+    per_iteration = sum(models * (target - reached)
+                        for models, target, reached in _hyperband_rounds(max_epochs, factor))
+    return per_iteration * iterations
 
 
 def space_differences(saved: kt.HyperParameters, current: kt.HyperParameters) -> list[str]:

@@ -76,7 +76,6 @@ class PreparedData:
         )
         gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
         chosen = accelerator.choose(config.accelerator, accelerator.gpu_capabilities())
-        accelerator.apply(chosen)
         log.info("preprocessing: %d images to fit, %d to validate, %d to test; GPUs: %s; "
                  "dtype policy %s, XLA %s", len(y_fit), len(y_val), len(dataset.y_test),
                  ", ".join(gpus) or "none", chosen["policy"], "on" if chosen["xla"] else "off")

@@ -70,11 +70,12 @@ def reliability(y_true: np.ndarray, y_score: np.ndarray,
     y_score = np.asarray(y_score, dtype=float)
     confidence = y_score.max(axis=1)
     correct = (y_score.argmax(axis=1) == np.asarray(y_true)).astype(float)
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    counts = np.bincount(which, minlength=bins)
+    bin_index = np.minimum((confidence * bins).astype(int), bins - 1)
+    counts = np.bincount(bin_index, minlength=bins)
     filled = counts > 0
-    accuracy = np.bincount(which, weights=correct, minlength=bins)[filled] / counts[filled]
-    mean_confidence = np.bincount(which, weights=confidence, minlength=bins)[filled] / counts[filled]
+    accuracy = np.bincount(bin_index, weights=correct, minlength=bins)[filled] / counts[filled]
+    confidence_sums = np.bincount(bin_index, weights=confidence, minlength=bins)
+    mean_confidence = confidence_sums[filled] / counts[filled]
     ece = float(np.sum(counts[filled] / len(correct) * np.abs(accuracy - mean_confidence)))
     edges = np.linspace(0.0, 1.0, bins + 1)
     return {

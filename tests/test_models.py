@@ -23,9 +23,12 @@ def test_unknown_optimizer_named():
 
 def test_weight_decay_and_nesterov_reach_the_optimizer():
     adamw = make_optimizer("adamw", 1e-3, weight_decay=0.05)
-    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == 0.05
+    assert isinstance(adamw, keras.optimizers.AdamW)
+    assert adamw.weight_decay == 0.05
     sgd = make_optimizer("sgd_nesterov", 0.1, momentum=0.9, weight_decay=5e-4)
-    assert sgd.nesterov and sgd.momentum == 0.9 and sgd.weight_decay == 5e-4
+    assert sgd.nesterov
+    assert sgd.momentum == 0.9
+    assert sgd.weight_decay == 5e-4
     assert make_optimizer("sgd", 0.1).nesterov is False
 
 
@@ -61,15 +64,19 @@ def test_cnn_filters_follow_block_index():
     assert model.output_shape == (None, 10)
 
 
-def test_vit_saves_and_reloads(tmp_path):
-    config = build_config("smoke")
-    model = ViTHyperModel(config.vit_space, (32, 32, 3), 3).build(kt.HyperParameters())
+def _assert_reloads_same(model, tmp_path):
     images = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
     path = tmp_path / "vit.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)
     np.testing.assert_allclose(reloaded.predict(images, verbose=0),
                                model.predict(images, verbose=0), rtol=1e-5)
+
+
+def test_vit_saves_and_reloads(tmp_path):
+    config = build_config("smoke")
+    model = ViTHyperModel(config.vit_space, (32, 32, 3), 3).build(kt.HyperParameters())
+    _assert_reloads_same(model, tmp_path)
 
 
 # ---- Schedules, loss, modern architectures -------------------------------------
@@ -134,7 +141,8 @@ def test_modern_cnn_has_residual_blocks_and_average_pooling():
     model = CNNHyperModel(space, (32, 32, 3), 10).build(hp)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds.count("Add") == 3  # one shortcut per block
-    assert "GlobalAveragePooling2D" in kinds and "Flatten" not in kinds
+    assert "GlobalAveragePooling2D" in kinds
+    assert "Flatten" not in kinds
     assert kinds.count("Dense") == 1  # dense_units 0: straight to the softmax
     assert hp.values["optimizer"] in ("adamw", "sgd_nesterov")
     assert hp.values["schedule"] == "cosine"
@@ -165,12 +173,7 @@ def test_modern_vit_variants_save_and_reload(tmp_path, stem, pooling, tokens):
     drops = [layer for layer in model.layers
              if isinstance(layer, keras.layers.Dropout) and layer.noise_shape]
     assert len(drops) == 8  # two residual branches per block
-    images = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
-    path = tmp_path / "vit.keras"
-    model.save(path)
-    reloaded = keras.models.load_model(path)
-    np.testing.assert_allclose(reloaded.predict(images, verbose=0),
-                               model.predict(images, verbose=0), rtol=1e-5)
+    _assert_reloads_same(model, tmp_path)
 
 
 def test_stochastic_depth_skips_whole_branches():

@@ -1,4 +1,4 @@
-"""How a candidate trains: optimizer, learning-rate schedule and loss, as hyperparameters.
+"""Training hyperparameters of a candidate: optimizer, learning-rate schedule and loss.
 
 `register_training` draws the optimizer and its ranges, the schedule and
 the label smoothing from a TrainingSpace, and `compile_model` compiles a
@@ -145,7 +145,7 @@ def register_training(hp: kt.HyperParameters, space: TrainingSpace) -> TrainingC
     """Draw the optimizer (and its own ranges), the schedule and the label smoothing.
 
     Each optimizer's learning rate, weight decay and momentum are active only
-    when that optimizer is chosen; a decay or momentum fixed at 0 is left out.
+    when that optimizer is chosen. A decay or momentum fixed at 0 is left out.
     """
     names = [option.name for option in space.optimizers]
     name = hp.Choice("optimizer", names)
@@ -211,5 +211,8 @@ class StudyHyperModel(kt.HyperModel):
 
 
 def schedule_length(hypermodel: kt.HyperModel, epochs: int) -> dict:
-    """The `fit` keyword that sets a StudyHyperModel's schedule length; none for others."""
+    """Return the `fit` keyword that sets a StudyHyperModel's schedule length.
+
+    Other hypermodels get no keyword.
+    """
     return {"schedule_epochs": epochs} if isinstance(hypermodel, StudyHyperModel) else {}
