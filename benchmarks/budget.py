@@ -3,9 +3,10 @@
     python benchmarks/budget.py [--preset full] [--cnn-rate IMAGES_PER_S] [--vit-rate IMAGES_PER_S]
 
 For each model it prints the Hyperband trials, the most epochs the search
-can train (early stopping only lowers it), the refit's epochs, and the
-images each stage passes through the model (training images times epochs;
-the test split once, twice with flip test-time augmentation). Given a
+can train (early stopping only lowers it), the refit's epochs and seeds,
+and the images each stage passes through the model (training images times
+epochs, times the seeds for the refits; the test split once per seed, twice
+for the first seed with flip test-time augmentation). Given a
 training speed per model in images per second, measured on the target
 machine with that preset's models, it adds an estimate of the time spent
 in training steps; validation passes, model building and compilation come
@@ -33,7 +34,7 @@ def plan(preset: str) -> dict:
     config = build_config(preset)
     sample = config.train_images or CIFAR10_TRAIN
     fit_images = sample - round(sample * config.validation_fraction)
-    test_passes = 2 if config.evaluation.flip_tta else 1
+    first_test_passes = 2 if config.evaluation.flip_tta else 1
     rows = {}
     for name in ("cnn", "vit"):
         settings = config.model_settings(name)
@@ -45,8 +46,10 @@ def plan(preset: str) -> dict:
             "search_epochs": epochs,
             "search_images": epochs * search_images,
             "refit_epochs": refit.max_epochs,
-            "refit_images": refit.max_epochs * fit_images,
-            "test_images": test_passes * (config.test_images or CIFAR10_TEST),
+            "seeds": refit.seeds,
+            "refit_images": refit.seeds * refit.max_epochs * fit_images,
+            "test_images": (first_test_passes + refit.seeds - 1)
+                           * (config.test_images or CIFAR10_TEST),
         }
     return rows
 
@@ -69,8 +72,9 @@ def main() -> int:
     for name, row in plan(args.preset).items():
         trained = row["search_images"] + row["refit_images"]
         print(f"{name}: search {row['trials']} trials, at most {row['search_epochs']} epochs "
-              f"({row['search_images']:,} images); refit at most {row['refit_epochs']} epochs "
-              f"({row['refit_images']:,} images); test {row['test_images']:,} images")
+              f"({row['search_images']:,} images); {row['seeds']} refit(s) of at most "
+              f"{row['refit_epochs']} epochs ({row['refit_images']:,} images); test "
+              f"{row['test_images']:,} images")
         if rates[name]:
             seconds = trained / rates[name]
             total += seconds

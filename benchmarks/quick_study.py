@@ -59,13 +59,28 @@ def main() -> int:
     print(f"end to end:     {seconds:.0f} s (results.json total without the report: "
           f"{results['timings']['total_seconds']:.0f} s)")
     for stage, stage_seconds in results["timings"]["stages"].items():
-        print(f"  {stage:<14}{stage_seconds:7.1f} s")
+        print(f"  {stage:<16}{stage_seconds:7.1f} s")
     for name, model in results["models"].items():
         print(f"{model['label']:<16}test accuracy {model['test']['accuracy']:.4f} on "
               f"{model['test']['images']} images, macro AUC {model['roc']['macro_auc']:.4f}, "
               f"{model['parameters']:,} parameters")
         if "flip_tta" in model:
             print(f"{'':<16}with flip TTA {model['flip_tta']['accuracy']:.4f}")
+        if model.get("intervals", {}).get("accuracy"):
+            low, high = model["intervals"]["accuracy"]
+            print(f"{'':<16}95% bootstrap interval of the accuracy {low:.4f} to {high:.4f}")
+        seeds = model.get("seeds") or {}
+        if seeds.get("count", 1) > 1:
+            accuracy, auc = seeds["accuracy"], seeds["macro_auc"]
+            print(f"{'':<16}over {seeds['count']} seeds: accuracy {accuracy['mean']:.4f} "
+                  f"+- {accuracy['sd']:.4f}, macro AUC {auc['mean']:.4f} +- {auc['sd']:.4f}")
+    comparison = results.get("comparison")
+    if comparison:
+        low, high = comparison["interval"]
+        print(f"comparison:     {' minus '.join(comparison['models'])} accuracy "
+              f"{comparison['accuracy_difference']:+.4f} ({low:+.4f} to {high:+.4f}); "
+              f"McNemar {comparison['only_a']} vs {comparison['only_b']}, "
+              f"p = {comparison['p_value']:.3g}")
     print(f"peak memory:    {peak_mib:.0f} MiB resident")
     return 0
 

@@ -26,10 +26,16 @@ from study.data import check_trainable, load_dataset, subsample
 from study.files import write_text_atomically
 from study.results import SCHEMA_VERSION, environment, validate, write_results
 from study.stop import raise_if_requested
+from study.uncertainty import paired_comparison
 
 log = logging.getLogger(__name__)
 
 MODEL_LABELS = {"cnn": "CNN", "vit": "ViT"}
+
+
+def seeds_dir(run_dir: Path, name: str) -> Path:
+    """Return the folder of model `name`'s refits with further seeds."""
+    return Path(run_dir) / "seeds" / name
 
 
 class RunFolderError(RuntimeError):
@@ -41,22 +47,28 @@ class RunFolderError(RuntimeError):
 # the report is always rendered again.
 MODELS = ("cnn", "vit")
 HEARTBEAT_SECONDS = 5.0  # how often an unfinished stage records its elapsed time
-STAGES = ("exploration",) + tuple(f"{step}_{name}" for name in MODELS
-                                  for step in ("search", "refit", "evaluation"))
-RESTART_CHOICES = ("all", "exploration", "search", "refit", "evaluation") + STAGES[1:]
+# Per model: the search, the refit shown in the report, its evaluation, and
+# the refits with further seeds that measure the spread of the test scores.
+STEPS = ("search", "refit", "evaluation", "seeds")
+# The steps computed from each step's outputs (and so recomputed with it).
+_LATER_STEPS = {"search": ("refit", "evaluation", "seeds"), "refit": ("evaluation", "seeds"),
+                "evaluation": (), "seeds": ()}
+STAGES = ("exploration",) + tuple(f"{step}_{name}" for name in MODELS for step in STEPS)
+RESTART_CHOICES = ("all", "exploration", *STEPS) + STAGES[1:]
 
 
 def downstream(stage: str) -> list[str]:
     """Return the stage and every stage computed from its outputs.
 
     >>> downstream("search_cnn")
-    ['search_cnn', 'refit_cnn', 'evaluation_cnn']
+    ['search_cnn', 'refit_cnn', 'evaluation_cnn', 'seeds_cnn']
+    >>> downstream("evaluation_vit")
+    ['evaluation_vit']
     """
     if stage == "exploration":
         return ["exploration"]
     step, name = stage.split("_")
-    steps = ("search", "refit", "evaluation")
-    return [f"{later}_{name}" for later in steps[steps.index(step):]]
+    return [f"{later}_{name}" for later in (step, *_LATER_STEPS[step])]
 
 
 def restart_stages(choice: str | None) -> list[str]:
@@ -68,8 +80,7 @@ def restart_stages(choice: str | None) -> list[str]:
     if choice not in RESTART_CHOICES:
         raise ValueError(f"unknown stage {choice!r} for --restart: choose one of "
                          f"{', '.join(RESTART_CHOICES)}")
-    roots = [f"{choice}_{name}" for name in MODELS] if choice in (
-        "search", "refit", "evaluation") else [choice]
+    roots = [f"{choice}_{name}" for name in MODELS] if choice in STEPS else [choice]
     chosen = {stage for root in roots for stage in downstream(root)}
     return [stage for stage in STAGES if stage in chosen]
 
@@ -92,6 +103,8 @@ def stages_affected(key: str) -> list[str]:
         for name in MODELS:
             if section == f"{name}_space":
                 return downstream(f"search_{name}")
+            if section == name and parts[2:4] == ["refit", "seeds"]:
+                return [f"seeds_{name}"]  # the number of extra refits only
             if section == name and len(parts) > 2 and parts[2] in ("search", "refit"):
                 return downstream(f"{parts[2]}_{name}")
     return list(STAGES)  # the seed, the image counts, the split, the data
@@ -131,6 +144,7 @@ class RunFolder:
                           self.root / "models" / f"{name}_history.json",
                           self.root / "backup" / f"refit_{name}"],
                 "evaluation": [self.root / f"predictions_{name}.npz"],
+                "seeds": [seeds_dir(self.root, name)],
             }[step]
         return outputs + [self.elapsed_file(stage), self.stage_file(stage)]
 
@@ -355,6 +369,26 @@ class StageTimer:
         return record
 
 
+def compare_models(run: RunFolder, config: StudyConfig) -> dict:
+    """Compare the two refit models on the same test images (study.uncertainty).
+
+    Reads the saved probabilities, so a rerun that reuses both evaluations
+    gives the same numbers.
+    """
+    saved = {name: np.load(run.root / f"predictions_{name}.npz") for name in MODELS}
+    first, second = MODELS
+    comparison = paired_comparison(
+        saved[first]["y_true"], saved[first]["y_score"], saved[second]["y_score"],
+        resamples=config.evaluation.bootstrap_resamples,
+        confidence=config.evaluation.confidence, seed=config.seed)
+    log.info("comparison: %s minus %s accuracy %+.4f (%.0f%% interval %+.4f to %+.4f); "
+             "McNemar: %d images only %s gets right, %d only %s, p = %.3g", first, second,
+             comparison["accuracy_difference"], 100 * comparison["confidence"],
+             *comparison["interval"], comparison["only_a"], first, comparison["only_b"],
+             second, comparison["p_value"])
+    return {"models": list(MODELS), **comparison}
+
+
 def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
               out_dir: Path | None, *, force_out: bool = False,
               restart: str | None = None) -> dict:
@@ -409,6 +443,9 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         models[name] = train_and_evaluate(name, prepared, config, run, timer)
         models[name]["label"] = MODEL_LABELS[name]
 
+    with timer.stage("comparison"):
+        comparison = compare_models(run, config)
+
     results = {
         "schema_version": SCHEMA_VERSION,
         "title": f"CNN versus Vision Transformer on {dataset.name}",
@@ -426,6 +463,7 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         },
         "exploration": explored,
         "models": models,
+        "comparison": comparison,
         "environment": {**environment(prepared.gpus), "accelerator": prepared.accelerator},
         # total_seconds sums the stages, counting reused ones at their original
         # time and resumed ones with their interrupted runs, so it is the

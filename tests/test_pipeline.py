@@ -31,11 +31,13 @@ def _manifest(run, config, restart=None, fingerprint="f1"):
 
 
 def test_downstream_and_restart_expansion():
-    assert downstream("refit_vit") == ["refit_vit", "evaluation_vit"]
+    assert downstream("refit_vit") == ["refit_vit", "evaluation_vit", "seeds_vit"]
+    assert downstream("evaluation_cnn") == ["evaluation_cnn"]
     assert downstream("exploration") == ["exploration"]
-    assert restart_stages("search") == ["search_cnn", "refit_cnn", "evaluation_cnn",
-                                        "search_vit", "refit_vit", "evaluation_vit"]
+    assert restart_stages("search") == ["search_cnn", "refit_cnn", "evaluation_cnn", "seeds_cnn",
+                                        "search_vit", "refit_vit", "evaluation_vit", "seeds_vit"]
     assert restart_stages("evaluation") == ["evaluation_cnn", "evaluation_vit"]
+    assert restart_stages("seeds") == ["seeds_cnn", "seeds_vit"]
     assert restart_stages("all") == list(STAGES)
     assert restart_stages(None) == []
     with pytest.raises(ValueError, match="'report'"):
@@ -43,9 +45,13 @@ def test_downstream_and_restart_expansion():
 
 
 def test_stages_affected_by_key():
-    assert stages_affected("config.cnn.refit.max_epochs") == ["refit_cnn", "evaluation_cnn"]
+    assert stages_affected("config.cnn.refit.max_epochs") == ["refit_cnn", "evaluation_cnn",
+                                                              "seeds_cnn"]
+    assert stages_affected("config.cnn.refit.seeds") == ["seeds_cnn"]
+    assert stages_affected("config.evaluation.bootstrap_resamples") == ["evaluation_cnn",
+                                                                        "evaluation_vit"]
     assert stages_affected("config.vit_space.heads") == ["search_vit", "refit_vit",
-                                                         "evaluation_vit"]
+                                                         "evaluation_vit", "seeds_vit"]
     assert stages_affected("config.vit.search.factor")[0] == "search_vit"
     assert stages_affected("config.exploration.histogram_bins") == ["exploration"]
     assert stages_affected("config.preset") == []
