@@ -13,12 +13,18 @@ Guards, each a Keras callback added to every trial:
 - a wall-clock limit per trial (`trial_time_limit_s`);
 - a "not learning" stop when training accuracy gains less than
   `not_learning_min_delta` for `not_learning_patience` epochs;
-- a NaN guard that marks the trial failed; the search goes on.
-Each guard that fires appends one JSON line to `guard_events.jsonl`.
+- a NaN guard that marks the trial failed; the search goes on;
+- with `budget_minutes`, a wall-clock budget for the whole search (see
+  `SearchClock`): when it runs out, the running trial stops at the next
+  batch, no new trial starts, and the best trial so far wins.
+Each guard that fires appends one JSON line to `guard_events.jsonl`. Each
+finished trial appends its wall time, epochs and per-epoch validation
+accuracy to `trial_runs.jsonl`. study.ledger builds the ledger from both.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -31,6 +37,8 @@ import numpy as np
 
 from study.config import SearchBudget
 from study.files import write_text_atomically
+from study.ledger import (BUDGET_GUARD, GUARD_FILE, NAN_GUARD, RUNS_FILE, build_ledger,
+                          hyperband_rounds, read_json_lines)
 from study.models.optimizers import schedule_length
 
 log = logging.getLogger(__name__)
@@ -65,18 +73,6 @@ class GuardLog:
         with self.path.open("a") as handle:
             handle.write(json.dumps({"trial_id": self.trial_id, "guard": guard,
                                      "epoch": epoch, "detail": detail}) + "\n")
-
-
-def read_guard_events(path: Path) -> list[dict]:
-    """Read the events of a guard log, skipping a line that a killed process cut short."""
-    events = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                log.warning("skipping an incomplete line in %s: %r", path, line[:80])
-    return events
 
 
 class TrialTimeLimit(keras.callbacks.Callback):
@@ -117,7 +113,7 @@ class StopOnNaN(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.guard_log.record("nan_loss", self._epoch + 1, f"loss {loss} at batch {batch}")
+            self.guard_log.record(NAN_GUARD, self._epoch + 1, f"loss {loss} at batch {batch}")
             raise kt.errors.FailedTrialError(
                 f"training loss became {loss} at epoch {self._epoch + 1}, batch {batch}"
             )
@@ -138,6 +134,76 @@ class RecordedEarlyStopping(keras.callbacks.EarlyStopping):
                                   f"no improvement of {self.monitor} for {self.patience} epochs")
 
 
+class SearchClock:
+    """The wall-clock budget of one search, shared by its oracle and its trials.
+
+    The clock counts the wall seconds of the trials that earlier, interrupted
+    invocations of the same search finished (`spent_before_s`, read from
+    `trial_runs.jsonl`) plus this invocation's time since `start`, which the
+    tuner calls when its search begins. The time between trials in earlier
+    invocations, and the part of a trial that a kill cut off, are not
+    counted, so a resumed search can run a little over its budget.
+    """
+
+    def __init__(self, minutes: float | None, spent_before_s: float = 0.0):
+        self.minutes = minutes
+        self.spent_before_s = spent_before_s
+        self._start = time.monotonic()
+        self.schedule_left = False  # set when the budget ended a search with trials to run
+
+    def __deepcopy__(self, memo):
+        return self  # keras-tuner deep-copies each trial's callbacks; all share one clock
+
+    def start(self) -> None:
+        self._start = time.monotonic()
+
+    def seconds(self) -> float:
+        return self.spent_before_s + time.monotonic() - self._start
+
+    def expired(self) -> bool:
+        return self.minutes is not None and self.seconds() >= 60.0 * self.minutes
+
+    def outcome(self, stopped_a_trial: bool) -> dict:
+        """Return the budget entry of the ledger: the budget and whether it cut the search."""
+        return {"minutes": self.minutes, "cut_short": stopped_a_trial or self.schedule_left,
+                "seconds_counted": self.seconds()}
+
+
+class SearchBudgetStop(keras.callbacks.Callback):
+    """Stop the running trial at the next batch once the search's budget has run out."""
+
+    def __init__(self, clock: SearchClock, guard_log: GuardLog):
+        super().__init__()
+        self.clock = clock
+        self.guard_log = guard_log
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.clock.expired() and not self.model.stop_training:
+            self.model.stop_training = True
+            self.guard_log.record(BUDGET_GUARD, self._epoch + 1,
+                                  f"the search budget of {self.clock.minutes:g} min ran out "
+                                  f"after {self.clock.seconds():.0f} s")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Count the epochs a trial trains and keep its validation accuracy after each."""
+
+    def __init__(self):
+        super().__init__()
+        self.val_accuracy: list[float | None] = []
+
+    def __deepcopy__(self, memo):
+        return self  # the tuner reads this instance after the trial, not keras-tuner's copy
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_accuracy")
+        self.val_accuracy.append(None if value is None else float(value))
+
+
 class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
     """HyperbandOracle whose state files are replaced whole, never rewritten in place.
 
@@ -146,8 +212,32 @@ class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
     run cannot reload.
     """
 
+    clock: SearchClock | None = None
+
     def save(self):
         write_text_atomically(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+    def create_trial(self, tuner_id):
+        # keras-tuner's search loop ends cleanly when the oracle hands out a
+        # STOPPED trial, as it does at the end of the Hyperband schedule.
+        if self.clock is not None and self.clock.expired():
+            self.clock.schedule_left = bool(self._retry_queue) or self._schedule_has_trial()
+            return kt.engine.trial.Trial(self.get_space(),
+                                         status=kt.engine.trial.TrialStatus.STOPPED)
+        return super().create_trial(tuner_id)
+
+    def _schedule_has_trial(self) -> bool:
+        """Ask the Hyperband schedule for its next trial, then restore the oracle's state.
+
+        populate_space records the trial it hands out in its bracket, so the
+        state is saved before the call and restored after it.
+        """
+        state = copy.deepcopy(self.get_state())
+        try:
+            response = self.populate_space("budget-check")
+        finally:
+            self.set_state(state)
+        return response["status"] != "STOPPED"
 
     def _save_trial(self, trial):
         write_text_atomically(Path(self._get_trial_dir(trial.trial_id)) / "trial.json",
@@ -155,21 +245,30 @@ class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
 
 
 class StudyHyperband(kt.Hyperband):
-    """Hyperband that adds the guards to each trial and logs one line per trial."""
+    """Hyperband that adds the guards to each trial, records each trial's run and logs it.
 
-    def __init__(self, hypermodel, *, budget: SearchBudget, guard_path: Path, study_seed: int,
-                 objective: str, max_consecutive_failed_trials: int, **kwargs):
+    `clock` carries the search's wall-clock budget; the oracle consults it
+    before each new trial and SearchBudgetStop during each trial.
+    """
+
+    def __init__(self, hypermodel, *, budget: SearchBudget, clock: SearchClock,
+                 study_seed: int, objective: str, max_consecutive_failed_trials: int,
+                 **kwargs):
         oracle = AtomicHyperbandOracle(
             objective, max_epochs=budget.max_epochs, factor=budget.factor,
             hyperband_iterations=budget.iterations, seed=study_seed,
             max_consecutive_failed_trials=max_consecutive_failed_trials)
+        oracle.clock = clock
         # kt.Hyperband.__init__ only builds a plain HyperbandOracle and passes
         # it on; Tuner.__init__ takes this one instead.
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.budget = budget
-        self.guard_path = Path(guard_path)
+        self.clock = clock
+        self.guard_path = Path(self.project_dir) / GUARD_FILE
+        self.runs_path = Path(self.project_dir) / RUNS_FILE
         self.study_seed = study_seed
         self._trial_start = 0.0
+        self._epochs = EpochRecorder()
 
     def save(self):
         self.oracle.save()
@@ -187,24 +286,34 @@ class StudyHyperband(kt.Hyperband):
                                   patience=budget.not_learning_patience),
             TrialTimeLimit(budget.trial_time_limit_s, guard_log),
             StopOnNaN(guard_log),
+            self._epochs,
         ]
+        if self.clock.minutes is not None:
+            guards.append(SearchBudgetStop(self.clock, guard_log))
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + guards
         return super().run_trial(trial, *args, **kwargs)
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self.clock.start()
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         self._trial_start = time.monotonic()
-        self._forget_guard_events(trial.trial_id)
-
-    def _forget_guard_events(self, trial_id: str) -> None:
-        """Drop events an interrupted earlier run of this trial left behind."""
-        events = read_guard_events(self.guard_path)
-        kept = [event for event in events if event["trial_id"] != trial_id]
-        if len(kept) < len(events):
-            write_text_atomically(self.guard_path,
-                                  "".join(json.dumps(event) + "\n" for event in kept))
+        self._epochs = EpochRecorder()
+        # Drop what an interrupted earlier run of this trial left behind.
+        for path in (self.guard_path, self.runs_path):
+            _forget_trial_lines(path, trial.trial_id)
 
     def on_trial_end(self, trial):
+        seconds = time.monotonic() - self._trial_start
+        # Recorded before keras-tuner saves the trial as ended: a kill in
+        # between re-runs the trial, and on_trial_begin drops this line.
+        self.runs_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.runs_path.open("a") as handle:
+            handle.write(json.dumps({"trial_id": trial.trial_id, "seconds": seconds,
+                                     "epochs_trained": len(self._epochs.val_accuracy),
+                                     "val_accuracy": self._epochs.val_accuracy}) + "\n")
         super().on_trial_end(trial)
         values = trial.hyperparameters.values
         score = trial.score if trial.score is not None else float("nan")
@@ -212,38 +321,23 @@ class StudyHyperband(kt.Hyperband):
                  "(bracket %s, round %s), %.1f s",
                  self.project_name, trial.trial_id, trial.status, score,
                  values.get("tuner/epochs", 0), values.get("tuner/bracket"),
-                 values.get("tuner/round"), time.monotonic() - self._trial_start)
+                 values.get("tuner/round"), seconds)
 
 
-def _hyperband_rounds(max_epochs: int, factor: int):
-    """Yield (models, target epochs, epochs already trained) per Hyperband round.
-
-    The rounds are those of one iteration of keras-tuner 1.4.8's Hyperband.
-    With E = ceil(1 + log_factor(max_epochs)), round r of bracket s (s from
-    s_max down to 0) runs ceil(E / (s + 1) * factor**(s - r)) models, each
-    trained to ceil(max_epochs / factor**(s - r)) epochs. A round r > 0 model
-    continues from the epochs it reached in round r - 1.
-    """
-    brackets, epochs = 0, float(max_epochs)
-    while epochs >= 1:
-        epochs /= factor
-        brackets += 1
-    end_size = math.ceil(1 + math.log(max_epochs, factor))
-    for bracket in range(brackets):
-        reached = 0
-        for round_num in range(bracket + 1):
-            models = math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_num))
-            target = math.ceil(max_epochs / factor ** (bracket - round_num))
-            yield models, target, reached
-            reached = target
+def _forget_trial_lines(path: Path, trial_id: str) -> None:
+    """Rewrite a JSON-lines file without the lines of one trial, if it has any."""
+    records = read_json_lines(path)
+    kept = [record for record in records if record["trial_id"] != trial_id]
+    if len(kept) < len(records):
+        write_text_atomically(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def hyperband_trial_count(max_epochs: int, factor: int, iterations: int = 1) -> int:
     """Return the number of trials keras-tuner 1.4.8's Hyperband runs when none fails.
 
-    Every model of every round counts as one trial.
+    Every trial of every round counts once, a promoted one included.
     """
-    per_iteration = sum(models for models, _, _ in _hyperband_rounds(max_epochs, factor))
+    per_iteration = sum(step.trials for step in hyperband_rounds(max_epochs, factor))
     return per_iteration * iterations
 
 
@@ -255,8 +349,8 @@ def hyperband_epoch_count(max_epochs: int, factor: int, iterations: int = 1) -> 
     >>> hyperband_epoch_count(2, 2)
     7
     """
-    per_iteration = sum(models * (target - reached)
-                        for models, target, reached in _hyperband_rounds(max_epochs, factor))
+    per_iteration = sum(step.trials * (step.epochs - step.initial_epoch)
+                        for step in hyperband_rounds(max_epochs, factor))
     return per_iteration * iterations
 
 
@@ -297,9 +391,16 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
     """Run (or continue) the Hyperband search; return the best hyperparameters and a summary.
 
     `train` and `validation` are batched tf.data datasets; `callbacks` go to
-    every trial's `fit` (the EpochOrder of a shuffled `train`).
+    every trial's `fit` (the EpochOrder of a shuffled `train`). With
+    `budget.budget_minutes`, the search ends when that wall time runs out
+    (see SearchClock for what a resumed search counts), and the summary's
+    ledger records whether the budget cut it short. Raises SearchError when no
+    trial completed.
     """
     search_dir = Path(run_dir) / "search"
+    earlier_runs = read_json_lines(search_dir / name / RUNS_FILE)
+    clock = SearchClock(budget.budget_minutes,
+                        sum(record.get("seconds") or 0.0 for record in earlier_runs))
     tuner = StudyHyperband(
         hypermodel,
         objective="val_accuracy",
@@ -308,7 +409,7 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
         overwrite=False,
         max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
         budget=budget,
-        guard_path=search_dir / name / "guard_events.jsonl",
+        clock=clock,
         study_seed=seed,
     )
     _check_reloaded_space(name, tuner, hypermodel, search_dir)
@@ -320,6 +421,9 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
     expected = hyperband_trial_count(budget.max_epochs, budget.factor, budget.iterations)
     log.info("%s search: Hyperband, max_epochs %d, factor %d, %d iteration(s), about %d trials",
              name, budget.max_epochs, budget.factor, budget.iterations, expected)
+    if clock.minutes is not None:
+        log.info("%s search: wall-clock budget %g min, %.0f s of it spent by earlier runs",
+                 name, clock.minutes, clock.spent_before_s)
     start = time.monotonic()
     # The pipeline shuffles; Keras's own shuffle flag does nothing for a tf.data input.
     # A scheduled learning rate spans Hyperband's largest epoch budget, so a
@@ -330,31 +434,55 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
     return _best_and_summary(name, tuner, seconds)
 
 
-def _best_and_summary(name: str, tuner: kt.Tuner, seconds: float) -> tuple[kt.HyperParameters, dict]:
+def _budget_outcome(name: str, tuner: StudyHyperband, events: list[dict]) -> dict | None:
+    """Return the budget entry of the ledger, logging when the budget cut the search short."""
+    clock = tuner.clock
+    if clock.minutes is None:
+        return None
+    outcome = clock.outcome(stopped_a_trial=any(event["guard"] == BUDGET_GUARD
+                                                for event in events))
+    if outcome["cut_short"]:
+        log.warning("%s search: the budget of %g min ran out after %.0f s; the best trial "
+                    "so far is refit", name, clock.minutes, outcome["seconds_counted"])
+    return outcome
+
+
+def _no_completed_trial_error(name: str, failed: list, budget: dict | None) -> SearchError:
+    last = failed[-1].message.strip().splitlines()[-1] if failed and failed[-1].message else "none"
+    if budget and budget["cut_short"]:
+        return SearchError(
+            f"the {name} search's budget of {budget['minutes']:g} min ran out before any "
+            f"trial completed ({len(failed)} failed; last error: {last}). Raise "
+            "--search-budget, or leave it out to run the whole Hyperband schedule")
+    return SearchError(
+        f"the {name} search ended with no completed trial ({len(failed)} failed; "
+        f"last error: {last}). A NaN loss calls for a lower learning-rate range; "
+        "other errors are logged above with their trial")
+
+
+def _best_and_summary(name: str, tuner: StudyHyperband,
+                      seconds: float) -> tuple[kt.HyperParameters, dict]:
     # A reloaded oracle lists its trials in file-system order; sort them by id.
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
     completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None
                  and np.isfinite(t.score)]
     failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
-    events = read_guard_events(tuner.guard_path)
+    events = read_json_lines(tuner.guard_path)
+    budget = _budget_outcome(name, tuner, events)
     if not completed:
-        last = failed[-1].message.strip().splitlines()[-1] if failed and failed[-1].message else "none"
-        raise SearchError(
-            f"the {name} search ended with no completed trial ({len(failed)} failed; "
-            f"last error: {last}). A NaN loss calls for a lower learning-rate range; "
-            "other errors are logged above with their trial"
-        )
+        raise _no_completed_trial_error(name, failed, budget)
     best = max(completed, key=lambda t: t.score)
     summary = {
         "trials": len(trials),
         "completed": len(completed),
         "failed": len(failed),
-        "stopped_by_guard": len({e["trial_id"] for e in events if e["guard"] != "nan_loss"}),
+        "stopped_by_guard": len({e["trial_id"] for e in events if e["guard"] != NAN_GUARD}),
         "best_val_accuracy": float(best.score),
         "best_trial_id": best.trial_id,
         "seconds": seconds,
         "trial_records": [_trial_record(t) for t in trials],
         "guard_events": events,
+        "ledger": build_ledger(Path(tuner.project_dir), budget),
     }
     best_hp = best.hyperparameters.copy()
     log.info("%s search: %d trials (%d failed), best val_accuracy %.4f (trial %s), %.1f s",

@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import time
 
 import keras
 import keras_tuner as kt
@@ -7,7 +9,8 @@ import pytest
 
 from study.config import SearchBudget
 from study.inputs import EpochOrder, make_dataset
-from study.search import SearchError, hyperband_trial_count, run_search
+from study.search import (SearchError, _forget_trial_lines, hyperband_epoch_count,
+                          hyperband_trial_count, run_search)
 
 
 def test_trial_count_by_hand():
@@ -81,3 +84,84 @@ def test_all_nan_search_reports(tmp_path):
     with pytest.raises(SearchError, match="no completed trial"):
         run_search("poisoned", TinyModel([True]), BUDGET, train, val, tmp_path, seed=1,
                        callbacks=[order])
+
+
+# ---- The ledger and the wall-clock budget ---------------------------------------------
+
+
+def test_search_ledger_matches_hyperband(tmp_path):
+    train, val, order = _data()
+    _, summary = run_search("tiny", TinyModel([False]), BUDGET, train, val, tmp_path, seed=1,
+                            callbacks=[order])
+    ledger = summary["ledger"]
+    # max_epochs 3, factor 3: three one-epoch trials, the best promoted to epoch 3,
+    # then two three-epoch trials; no guard can fire within 3 epochs here.
+    assert [(t["bracket"], t["round"], t["epochs_trained"]) for t in ledger["trials"]] == [
+        (1, 0, 1), (1, 0, 1), (1, 0, 1), (1, 1, 2), (0, 0, 3), (0, 0, 3)]
+    assert ledger["totals"]["epochs_trained"] == hyperband_epoch_count(3, 3) == 11
+    promoted = [t for t in ledger["trials"] if t["outcome"] == "promoted"]
+    assert len(promoted) == 1
+    assert promoted[0]["score"] == max(t["score"] for t in ledger["trials"][:3])
+    assert ledger["trials"][3]["parent_trial_id"] == promoted[0]["trial_id"]
+    for trial in ledger["trials"]:
+        # The recorded per-epoch accuracies give keras-tuner's own score.
+        assert max(trial["val_accuracy"]) == pytest.approx(trial["score"])
+        assert trial["seconds"] > 0
+    assert ledger["budget"]["minutes"] is None
+
+
+class SlowFirstBatch(keras.callbacks.Callback):
+    """Sleep `seconds` after the search's first training batch, so a budget runs out there."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.slept = False
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.slept:
+            self.slept = True
+            time.sleep(self.seconds)
+
+
+# 0.6 s: the first trial starts well within it and runs past it in its first batch.
+CUT_BUDGET = dataclasses.replace(BUDGET, budget_minutes=0.01)
+
+
+def test_budget_stops_search_and_resume(tmp_path):
+    train, val, order = _data()
+    budget = CUT_BUDGET
+    _, summary = run_search("cut", TinyModel([False]), budget, train, val, tmp_path, seed=1,
+                            callbacks=[order, SlowFirstBatch(1.0)])
+    ledger = summary["ledger"]
+    assert summary["trials"] == 1
+    assert ledger["budget"]["cut_short"] is True
+    assert ledger["budget"]["stopped_trial_id"] == "0000"
+    assert ledger["trials"][0]["stopped_by"] == "search_budget"
+    assert summary["best_trial_id"] == "0000"
+    # A resumed search counts the trial time already spent, so it starts no trial.
+    _, again = run_search("cut", TinyModel([False]), budget, train, val, tmp_path, seed=1,
+                          callbacks=[order])
+    assert again["trials"] == 1
+    assert again["ledger"]["budget"]["cut_short"] is True
+    assert again["ledger"]["budget"]["seconds_counted"] >= ledger["trials"][0]["seconds"]
+
+
+def test_budget_before_any_completed_trial(tmp_path):
+    train, val, order = _data()
+    with pytest.raises(SearchError, match=r"budget of 0.01 min ran out before any trial "
+                                          r"completed.*Raise --search-budget"):
+        run_search("poisoned", TinyModel([True]), CUT_BUDGET, train, val, tmp_path, seed=1,
+                   callbacks=[order, SlowFirstBatch(1.0)])
+
+
+def test_forget_trial_lines(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps({"trial_id": trial_id, "seconds": 1.0}) + "\n"
+                            for trial_id in ("0000", "0001", "0001")))
+    _forget_trial_lines(path, "0001")
+    assert [record["trial_id"] for record in map(json.loads, path.read_text().splitlines())] == [
+        "0000"]
