@@ -1,7 +1,8 @@
 """Read and check the run folder that `run_study.py` writes.
 
 The report reads two files: `results.json` (numbers, config, environment)
-and `exploration.npz` (the images behind the exploration figures). This
+and `exploration.npz` (the images behind the exploration figures), plus,
+when present, the confident mistakes' images in `predictions_<model>.npz`. This
 module checks the parts the report relies on and raises `RunFolderError`
 with the missing or inconsistent item, so a broken run fails before any
 figure is drawn.
@@ -21,6 +22,8 @@ logger = logging.getLogger("report.run_folder")
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 EXPLORATION_FILE = "exploration.npz"
+PREDICTIONS_FILE = "predictions_{model}.npz"  # per model, written by the evaluation stage
+MISTAKE_IMAGES = "mistake_images"  # its array of the confident mistakes' images
 
 _TOP_LEVEL_KEYS = ("config", "data", "exploration", "models", "environment", "timings")
 _MODEL_KEYS = ("label", "parameters", "best_hyperparameters", "search", "refit", "test",
@@ -53,13 +56,14 @@ class RunFolder:
 
 
 def load_run(run_dir: Path) -> RunFolder:
-    """Read results.json and exploration.npz from `run_dir` and check them."""
+    """Read results.json, exploration.npz and the mistake images from `run_dir`, and check them."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"run folder not found: {run_dir}")
     results = read_results(run_dir / RESULTS_FILE)
     arrays = read_exploration(run_dir / EXPLORATION_FILE)
     check_arrays_match(results, arrays)
+    arrays.update(read_mistake_images(run_dir, results))
     return RunFolder(path=run_dir, results=results, arrays=arrays)
 
 
@@ -120,6 +124,7 @@ def _check_model(key: str, model: dict, class_names: list[str]) -> None:
     _require_keys(model["roc"], ("micro_auc", "macro_auc", "per_class_auc", "curves"),
                   f"{where}.roc")
     _check_best_epoch(where, model["refit"])
+    _check_calibration(where, model, class_names)
 
 
 def _check_best_epoch(where: str, refit: dict) -> None:
@@ -139,6 +144,28 @@ def _check_best_epoch(where: str, refit: dict) -> None:
             "Check that best_epoch is counted from 1.", where, best_epoch,
             history[best_epoch - 1], best,
         )
+
+
+def _check_calibration(where: str, model: dict, class_names: list[str]) -> None:
+    # Both entries are optional, because runs made before them lack them.
+    if "calibration" in model:
+        calibration = model["calibration"]
+        _require_keys(calibration, ("ece", "bins"), f"{where}.calibration")
+        if not isinstance(calibration["bins"], list) or not calibration["bins"]:
+            raise RunFolderError(f"{where}.calibration.bins must be a non-empty list")
+        for index, entry in enumerate(calibration["bins"]):
+            _require_keys(entry, ("low", "high", "images", "accuracy", "confidence"),
+                          f"{where}.calibration.bins[{index}]")
+    mistakes = model.get("confident_mistakes", [])
+    if not isinstance(mistakes, list):
+        raise RunFolderError(f"{where}.confident_mistakes must be a list")
+    for index, mistake in enumerate(mistakes):
+        place = f"{where}.confident_mistakes[{index}]"
+        _require_keys(mistake, ("index", "true", "predicted", "confidence"), place)
+        for field in ("true", "predicted"):
+            if mistake[field] not in class_names:
+                raise RunFolderError(f"{place}.{field} is {mistake[field]!r}, which is not "
+                                     f"in data.class_names")
 
 
 def _require_keys(mapping: object, keys: tuple[str, ...], where: str) -> None:
@@ -197,3 +224,50 @@ def check_arrays_match(results: dict, arrays: dict[str, np.ndarray]) -> None:
                 f"{EXPLORATION_FILE}: {name} has shape {arrays[name].shape}, expected "
                 f"({widths}, {spectrum}, H, W, 3)"
             )
+
+
+def mistake_images_key(model_key: str) -> str:
+    """Return the key of a model's gallery images in `RunFolder.arrays`."""
+    return f"mistake_images_{model_key}"
+
+
+def read_mistake_images(run_dir: Path, results: dict) -> dict[str, np.ndarray]:
+    """Load the images of each model's confident mistakes from predictions_<model>.npz.
+
+    Returns them under `mistake_images_key(model)`, in the order of the
+    model's `confident_mistakes`. A model with no mistakes listed has none
+    to load. A missing file or array is logged, and that model's gallery is
+    left out: the rest of the report does not depend on it.
+    """
+    images = {}
+    for key, model in results["models"].items():
+        mistakes = model.get("confident_mistakes") or []
+        if not mistakes:
+            continue
+        path = Path(run_dir) / PREDICTIONS_FILE.format(model=key)
+        array = _read_optional_array(path, MISTAKE_IMAGES)
+        if array is None:
+            logger.warning("%s has no %s array, so the gallery of models.%s is left out",
+                           path, MISTAKE_IMAGES, key)
+            continue
+        if array.ndim != 4 or len(array) != len(mistakes) or array.dtype != np.uint8:
+            raise RunFolderError(
+                f"{path.name}: {MISTAKE_IMAGES} is {array.dtype} with shape {array.shape}, "
+                f"expected uint8 ({len(mistakes)}, H, W, C) for the {len(mistakes)} "
+                f"confident_mistakes of models.{key}. Rerun the evaluation with "
+                f"--restart evaluation_{key}."
+            )
+        images[mistake_images_key(key)] = array
+    return images
+
+
+def _read_optional_array(path: Path, name: str) -> np.ndarray | None:
+    # Only the named array is read: the archive also contains every test
+    # image's probabilities, which the report does not need.
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return archive[name] if name in archive.files else None
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"{path} is not a readable .npz file: {error}") from error
