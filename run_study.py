@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import signal
 import sys
@@ -18,8 +19,7 @@ import time
 from pathlib import Path
 
 from study.accelerator import SWITCHES
-from study.config import (PRESETS, SPACE_NAMES, AcceleratorSettings, EvaluationSettings,
-                          build_config)
+from study.config import PRESETS, SPACE_NAMES, AcceleratorSettings, build_config
 from study.pipeline import RESTART_CHOICES
 from study.stop import stop_on_signals
 
@@ -81,6 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "stochastic depth, AdamW with warm-up and cosine decay, label "
                              "smoothing; reduced in smaller presets) or 'original' (the "
                              "notebook's space). Default: modern")
+    parser.add_argument("--seeds", type=int, default=None, metavar="K",
+                        help="refits of each model's best configuration, with seeds SEED, "
+                             "SEED+1, ...: the report gives the mean and standard deviation "
+                             "of their test scores. Default: 1 (smoke), 3 (quick), 5 (full)")
     parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false",
                         help="skip the second test pass on mirrored images (flip test-time "
                              "augmentation, reported beside the plain scores)")
@@ -91,6 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--xla", choices=SWITCHES, default="auto",
                         help="compile training steps with XLA; 'auto' turns it on only when "
                              "TensorFlow finds a GPU. Default: auto")
+    parser.add_argument("--search-budget", type=budget_minutes, default=None,
+                        metavar="MINUTES",
+                        help="wall-clock minutes for each model's Hyperband search; when "
+                             "they run out, the running trial stops, no new trial starts "
+                             "and the best trial so far is refit. Default: no budget")
 
     args = parser.parse_args(argv)
     if args.render_only and args.restart:
@@ -99,6 +108,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.run_dir is None:
         args.run_dir = Path("runs") / args.preset
     return args
+
+
+def with_seed_count(config, count: int):
+    """Return `config` with `count` refits per model; raise ValueError unless count >= 1."""
+    if count < 1:
+        raise ValueError(f"--seeds must be at least 1 (the refit every figure shows), "
+                         f"got {count}")
+    return dataclasses.replace(config, **{
+        name: dataclasses.replace(settings, refit=dataclasses.replace(settings.refit,
+                                                                      seeds=count))
+        for name, settings in (("cnn", config.cnn), ("vit", config.vit))})
+
+
+def budget_minutes(text: str) -> float:
+    """Parse --search-budget: a positive, finite number of minutes."""
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: give the budget as a positive number of minutes, "
+            "for example --search-budget 30")
+    return minutes
+
+
+def with_search_budget(config, minutes: float):
+    """Return `config` with a wall-clock budget of `minutes` for each model's search."""
+    return dataclasses.replace(config, **{
+        name: dataclasses.replace(settings, search=dataclasses.replace(
+            settings.search, budget_minutes=minutes))
+        for name, settings in (("cnn", config.cnn), ("vit", config.vit))})
 
 
 def setup_logging(run_dir: Path | None) -> None:
@@ -124,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args.preset, args.seed, cnn_space=args.cnn_space,
                               vit_space=args.vit_space)
         config = dataclasses.replace(
-            config, evaluation=EvaluationSettings(flip_tta=args.flip_tta),
+            config, evaluation=dataclasses.replace(config.evaluation, flip_tta=args.flip_tta),
             accelerator=AcceleratorSettings(args.mixed_precision, args.xla))
+        if args.seeds is not None:
+            config = with_seed_count(config, args.seeds)
+        if args.search_budget is not None:
+            config = with_search_budget(config, args.search_budget)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,113 +1,45 @@
 """Draw the report's figures as PNG files with matplotlib and seaborn.
 
 Each `plot_*` function takes only the data it shows and a path, saves one
-PNG at `DPI` and closes its figure. `draw_figures` calls them all for a run.
+PNG (report.plotting sets the style) and closes its figure. `draw_figures` calls them all for a run.
 Figures are sized for a printed column of about 6.8 inches, so fonts stay
 readable when the PDF shows them at full width.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.ticker import PercentFormatter
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
-
-from report.formatting import format_score  # noqa: E402
-from report.layout import (  # noqa: E402
+from report.calibration import draw_calibration_figures
+from report.formatting import format_score
+from report.layout import (
     FILTER_IMAGES_SHOWN,
     FOURIER_CHANNEL,
     FOURIER_IMAGES_SHOWN,
     confusion_figure_key,
     figure_file,
 )
-
-DPI = 150
-WIDTH = 6.8  # inches, the printed column width
-LABEL_CHARS = 18  # longer class names are cut with an ellipsis in tick labels and titles
-
-STYLE = {
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 7.5,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "savefig.dpi": DPI,
-    # Class names and labels come from the data, so "$" in them is text, never
-    # mathtext: "a$b$c" would lose its dollars and "x$^$" would not render.
-    "text.parse_math": False,
-}
-CHANNEL_COLOURS = {"red": "#c0392b", "green": "#27ae60", "blue": "#2e6bc7"}
-
-
-def styled(function: Callable) -> Callable:
-    """Run a plot function under the report's rc settings."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        with plt.rc_context(STYLE):
-            return function(*args, **kwargs)
-    return wrapper
-
-
-def plain(text: str, limit: int | None = None) -> str:
-    """Shorten user text to `limit` characters and keep it visible in legends.
-
-    Matplotlib drops legend labels that start with "_", so a leading "_" gets
-    a space before it. Dollar signs need no escaping because STYLE turns
-    mathtext off, so only functions decorated with `styled` may draw the result.
-    """
-    text = str(text)
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "\u2026"
-    return " " + text if text.startswith("_") else text
-
-
-def short_title(text: str, width: int) -> str:
-    """Wrap a class name onto at most two lines of `width` characters for a panel title."""
-    lines = textwrap.wrap(str(text), width) or [""]
-    if len(lines) > 2:
-        lines = [lines[0], plain(" ".join(lines[1:]), width)]
-    return "\n".join(plain(line) for line in lines)
-
-
-def _save(figure: plt.Figure, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    finally:
-        plt.close(figure)
-
-
-def _palette(count: int) -> list:
-    return sns.color_palette("colorblind", count)
-
-
-def _class_palette(count: int) -> list:
-    # Distinct colours for up to 20 classes. Past that, colours repeat.
-    name = "tab10" if count <= 10 else "tab20"
-    return sns.color_palette(name, count)
-
-
-def _hide_axes(axes: plt.Axes) -> None:
-    axes.set_xticks([])
-    axes.set_yticks([])
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-
+from report.ledger_figures import draw_ledger_figures
+from report.plotting import (
+    CHANNEL_COLOURS,
+    LABEL_CHARS,
+    WIDTH,
+    class_palette,
+    hide_axes,
+    palette,
+    plain,
+    save_figure,
+    short_title,
+    styled,
+)
+from report.robustness import FIGURE_KEY, plot_robustness, robustness_curves
 
 # ---- Data -----------------------------------------------------------------
 
@@ -119,7 +51,7 @@ def plot_class_balance(class_balance: Sequence[dict], path: Path) -> None:
     positions = np.arange(len(names))
     height = 0.38
     figure, axes = plt.subplots(figsize=(WIDTH, max(2.2, 0.32 * len(names) + 0.9)))
-    train_colour, test_colour = _palette(2)
+    train_colour, test_colour = palette(2)
     axes.barh(positions - height / 2, [entry["train_share"] for entry in class_balance],
               height, label="training", color=train_colour)
     axes.barh(positions + height / 2, [entry["test_share"] for entry in class_balance],
@@ -130,7 +62,7 @@ def plot_class_balance(class_balance: Sequence[dict], path: Path) -> None:
     axes.xaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_xlabel("share of the split's images")
     axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 @styled
@@ -146,7 +78,7 @@ def plot_pixel_histograms(counts: dict[str, Sequence[int]], path: Path) -> None:
     axes.set_ylabel("pixels")
     axes.ticklabel_format(axis="y", style="sci", scilimits=(0, 3))
     axes.legend(frameon=False)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 @styled
@@ -159,13 +91,13 @@ def plot_samples(images: np.ndarray, labels: Sequence[int], class_names: Sequenc
     figure, grid = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows),
                                 squeeze=False)
     for index, axes in enumerate(grid.flat):
-        _hide_axes(axes)
+        hide_axes(axes)
         if index >= count:
             axes.set_visible(False)
             continue
         axes.imshow(images[index], interpolation="nearest")
         axes.set_title(short_title(class_names[int(labels[index])], 16), fontsize=8)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ---- Fourier and filters ----------------------------------------------------
@@ -200,7 +132,7 @@ def plot_fourier(images: np.ndarray, log_amplitude: np.ndarray, phase: np.ndarra
         )
         for row, (picture, options) in enumerate(panels):
             axes = grid[row, column]
-            _hide_axes(axes)
+            hide_axes(axes)
             axes.imshow(picture, **options)
             if column == 0:
                 axes.set_ylabel(row_names[row], fontsize=7, rotation=0, ha="right",
@@ -208,7 +140,7 @@ def plot_fourier(images: np.ndarray, log_amplitude: np.ndarray, phase: np.ndarra
         grid[0, column].set_title(short_title(class_names[int(labels[column])], 10),
                                   fontsize=6.5)
     figure.subplots_adjust(wspace=0.05, hspace=0.08)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _rescale_high_pass(image: np.ndarray) -> np.ndarray:
@@ -244,11 +176,11 @@ def plot_filtered(originals: np.ndarray, filtered: np.ndarray, widths: Sequence[
             grid[row, column].imshow(shown, interpolation="nearest")
     for row in range(rows):
         for column in range(count):
-            _hide_axes(grid[row, column])
+            hide_axes(grid[row, column])
         name = "original" if row == 0 else f"width {widths[row - 1]:g}"
         grid[row, 0].set_ylabel(name, fontsize=8)
     figure.subplots_adjust(wspace=0.05, hspace=0.1)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ---- Training and evaluation ---------------------------------------------------
@@ -261,7 +193,7 @@ def plot_learning_curves(curves: Sequence[tuple[str, dict, int]], path: Path) ->
     `curves` contains (label, history, best_epoch) per model, with `best_epoch`
     counted from 1. A dashed line and a star mark the best epoch.
     """
-    train_colour, validation_colour = _palette(2)
+    train_colour, validation_colour = palette(2)
     figure, grid = plt.subplots(len(curves), 2, figsize=(WIDTH, 2.3 * len(curves) + 0.3),
                                 squeeze=False)
     for row, (label, history, best_epoch) in enumerate(curves):
@@ -286,7 +218,7 @@ def plot_learning_curves(curves: Sequence[tuple[str, dict, int]], path: Path) ->
                 axes.yaxis.set_major_formatter(PercentFormatter(1.0))
             axes.legend(frameon=False, loc="best")
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 @styled
@@ -315,7 +247,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
         tick.set_horizontalalignment("right")
         tick.set_rotation_mode("anchor")
     axes.tick_params(axis="y", labelrotation=0)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 @styled
@@ -327,7 +259,7 @@ def plot_roc(models: Sequence[tuple[str, dict]], class_names: Sequence[str],
     (thick, dashed) and macro-average (thick, dotted) curves, and the chance
     diagonal.
     """
-    colours = _class_palette(len(class_names))
+    colours = class_palette(len(class_names))
     columns = len(models)
     legend_rows = math.ceil((len(class_names) + 2) / 2)
     figure, grid = plt.subplots(1, columns, figsize=(WIDTH, 3.0 + 0.16 * legend_rows),
@@ -361,7 +293,7 @@ def plot_roc(models: Sequence[tuple[str, dict]], class_names: Sequence[str],
                     frameon=False, fontsize=6.5, handlelength=1.8, columnspacing=1.0,
                     title="class (AUC)", title_fontsize=7)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 @styled
@@ -370,7 +302,7 @@ def plot_per_class_scores(scores: Sequence[tuple[str, Sequence[float]]],
     """Draw one horizontal bar per class and model for a score in [0, 1]."""
     positions = np.arange(len(class_names))
     height = 0.8 / max(len(scores), 1)
-    colours = _palette(len(scores))
+    colours = palette(len(scores))
     figure, axes = plt.subplots(figsize=(WIDTH, max(2.2, 0.32 * len(class_names) + 0.9)))
     for index, (label, values) in enumerate(scores):
         offset = (index - (len(scores) - 1) / 2) * height
@@ -387,7 +319,7 @@ def plot_per_class_scores(scores: Sequence[tuple[str, Sequence[float]]],
     axes.set_xlabel(metric)
     axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(scores),
                 frameon=False)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ---- All figures of a run ------------------------------------------------------
@@ -432,5 +364,10 @@ def draw_figures(results: dict, arrays: dict[str, np.ndarray], site_dir: Path) -
         [(model["label"], [row["f1"] for row in model["per_class"]]) for _, model in models],
         class_names, "F1 score", target("per_class_f1"),
     )
+    draw_calibration_figures(results, arrays, target)
+    curves = robustness_curves(results)
+    if curves:
+        plot_robustness(curves, target(FIGURE_KEY))
+    draw_ledger_figures(results, target)
     return written
 

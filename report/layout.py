@@ -19,6 +19,15 @@ def confusion_figure_key(model_key: str) -> str:
     return f"confusion_{model_key}"
 
 
+def ledger_hyperparameters_key(model_key: str) -> str:
+    return f"ledger_hyperparameters_{model_key}"
+
+
+def mistakes_figure_key(model_key: str) -> str:
+    """Return the key of a model's gallery of its most confident mistakes."""
+    return f"mistakes_{model_key}"
+
+
 def figure_keys(model_keys: list[str]) -> list[str]:
     """Return every figure key in the order the figures appear in the report."""
     return [
@@ -28,10 +37,16 @@ def figure_keys(model_keys: list[str]) -> list[str]:
         "fourier",
         "low_pass",
         "high_pass",
+        "ledger_halving",
+        "ledger_best_so_far",
+        *[ledger_hyperparameters_key(key) for key in model_keys],
         "learning_curves",
         *[confusion_figure_key(key) for key in model_keys],
         "per_class_f1",
         "roc",
+        "reliability",
+        *[mistakes_figure_key(key) for key in model_keys],
+        "robustness",
     ]
 
 

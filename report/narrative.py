@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from report import spaces, tables
+from report import calibration, ledger, robustness, spaces, tables, uncertainty
 from report.formatting import (
     ACCURACY_DECIMALS,
     PERCENT_DECIMALS,
@@ -109,7 +109,15 @@ def compare_accuracy(results: dict) -> AccuracyComparison | None:
 
 
 def winner_sentence(results: dict) -> str:
-    """State which model has the higher test accuracy, or that the two are level."""
+    """Name the more accurate model only when the paired comparison supports it.
+
+    A results.json without the paired comparison (written before it
+    existed) gets the older sentence: the printed accuracies, level when
+    they differ by under LEVEL_THRESHOLD_POINTS.
+    """
+    gated = uncertainty.winner_sentence(results)
+    if gated is not None:
+        return gated
     models = results["models"]
     comparison = compare_accuracy(results)
     if comparison is None:
@@ -164,11 +172,16 @@ def _zero_error_sentence(model: dict, images: int, outcome: str) -> str:
 
 
 def uncertainty_sentence(results: dict) -> str:
-    """Give each test accuracy's binomial standard error, with the run's scope.
+    """State how far the test accuracies can be trusted.
 
-    A model with every test image right (or every one wrong) gets a sentence
-    of its own in place of a standard error of 0.
+    With bootstrap intervals in results.json, those and the spread over
+    seeds; otherwise each accuracy's binomial standard error, with the
+    run's scope. A model with every test image right (or every one wrong)
+    gets a sentence of its own in place of a standard error of 0.
     """
+    intervals = uncertainty.intervals_sentence(results)
+    if intervals is not None:
+        return " ".join([intervals, *uncertainty.seeds_sentences(results)])
     config = results["config"]
     parts, zero_error = [], []
     for _, model in model_items(results):
@@ -863,6 +876,9 @@ def _figure_texts(results: dict) -> dict[str, tuple[str, str]]:
             f"class, columns predicted class. {fact}",
             f"Heat map of the {model['label']} confusion matrix with counts in each cell.",
         )
+    texts.update(calibration.figure_texts(results))
+    texts.update(robustness.figure_texts(results))
+    texts.update(ledger.figure_texts(results))
     return texts
 
 
@@ -902,13 +918,21 @@ def _table_views(results: dict) -> list[tables.TableView]:
     views += [tables.search_space_table(results, key) for key, _ in models]
     views += [tables.search_settings_table(results), tables.search_outcome_table(results)]
     views += [tables.best_hyperparameters_table(results, key) for key, _ in models]
+    views += [ledger.rounds_table(results, key) for key, _, _ in ledger.model_ledgers(results)]
     views += [tables.refit_settings_table(results), tables.refit_outcome_table(results),
               tables.test_table(results)]
+    views += uncertainty.headline_tables(results)
     flip_tta = tables.flip_tta_table(results)
     if flip_tta is not None:
         views.append(flip_tta)
-    views += [tables.per_class_table(results),
-              tables.per_class_auc_table(results), tables.environment_table(results),
+    views.append(tables.per_class_table(results))
+    recall_intervals = uncertainty.recall_intervals_table(results)
+    if recall_intervals is not None:
+        views.append(recall_intervals)
+    views.append(tables.per_class_auc_table(results))
+    views += calibration.table_views(results)
+    views += robustness.table_views(results)
+    views += [tables.environment_table(results),
               tables.packages_table(results), tables.timings_table(results)]
     return views
 
@@ -941,9 +965,13 @@ def _table_captions(results: dict) -> dict[str, str]:
         "per_class": "Precision, recall and F1 per class on the test images.",
         "per_class_auc": ("One-vs-rest AUC per class on the test images. It is undefined "
                           "for a class with no test images."),
+        **uncertainty.table_captions(results),
         "environment": "Run settings and hardware.",
         "packages": "Package versions recorded by the run.",
         "timings": timings_caption,
+        **calibration.table_captions(results),
+        **robustness.table_captions(results),
+        **ledger.table_captions(results),
     }
     for key, model in model_items(results):
         captions[f"search_space_{key}"] = _search_space_caption(
@@ -1078,6 +1106,9 @@ def conclusion_sentences(results: dict) -> list[str]:
     shared = shared_hardest_sentence(results)
     if shared:
         sentences.append(shared)
+    lean = robustness.conclusion_sentence(results)
+    if lean:
+        sentences.append(lean)
     sentences.append(uncertainty_sentence(results))
     return sentences
 
@@ -1105,6 +1136,7 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
         })
 
     shape = data.get("image_shape") or []
+    numbered_tables = number_tables(results)
     return {
         "title": results.get("title", "Study report"),
         "created": format_timestamp(results.get("created", "unknown")),
@@ -1136,5 +1168,8 @@ def build_context(results: dict, figures: dict[str, str]) -> dict:
         "reuse": reuse_sentence(results),
         "resume": resume_sentences(results),
         "figures": number_figures(results, figures),
-        "tables": number_tables(results),
+        "tables": numbered_tables,
+        "ledger": ledger.ledger_context(results, numbered_tables),
+        "calibration": calibration.section_context(results, figures),
+        "robustness": robustness.robustness_context(results),
     }

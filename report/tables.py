@@ -345,8 +345,12 @@ def stage_name(stage: str, results: dict) -> str:
     labels = {key: model["label"] for key, model in model_items(results)}
     prefix, _, suffix = stage.rpartition("_")
     if prefix and suffix in labels:
-        return f"{humanize_key(prefix).capitalize()} ({labels[suffix]})"
-    return humanize_key(stage).capitalize()
+        step = STEP_NAMES.get(prefix, humanize_key(prefix).capitalize())
+        return f"{step} ({labels[suffix]})"
+    return STEP_NAMES.get(stage, humanize_key(stage).capitalize())
+
+
+STEP_NAMES = {"seeds": "Refits with further seeds", "comparison": "Paired comparison"}
 
 
 def reused_stages(results: dict) -> list[str]:

@@ -165,6 +165,9 @@ class SearchBudget:
     train_images: int | None = None  # training images the search fits on; None = all
     patience: int = 5  # EarlyStopping on val_loss, epochs
     trial_time_limit_s: float = 600.0  # wall seconds before a trial is stopped
+    # Wall-clock minutes for the whole search (--search-budget); when they run
+    # out, the running trial is stopped and the best trial so far is refit.
+    budget_minutes: float | None = None
     not_learning_min_delta: float = 0.02  # training accuracy gain per epoch
     not_learning_patience: int = 5  # epochs without that gain
 
@@ -176,6 +179,10 @@ class RefitSettings:
     max_epochs: int = 50
     patience: int = 15  # EarlyStopping on val_accuracy, epochs
     batch_size: int = 128
+    # Refits of the best configuration, each with its own seed (study seed,
+    # seed + 1, ...); the first is the model every figure shows, and all of
+    # them give the mean and standard deviation of the test scores.
+    seeds: int = 1
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,15 @@ class EvaluationSettings:
     # Also score the mean of the probabilities for each test image and its
     # mirror image; reported beside the plain scores, never instead of them.
     flip_tta: bool = True
+    # Percentile bootstrap over the test images: resamples and confidence level.
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    calibration_bins: int = 15  # equal-width confidence bins of the reliability diagram
+    mistakes_shown: int = 12  # most confident mistakes per model in the gallery
+    # Frequency robustness: the test images through Gaussian low- and
+    # high-pass filters (study.fourier) at these widths, in cycles per pixel.
+    robustness_widths: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16, 0.32)
+    robustness_images: int | None = 2_000  # stratified test sample; None = all
 
 
 @dataclass(frozen=True)
@@ -407,17 +423,20 @@ def _smoke() -> StudyConfig:
         test_images=200,
         cnn=ModelSettings(budget, refit),
         vit=ModelSettings(budget, refit),
+        evaluation=EvaluationSettings(bootstrap_resamples=200, mistakes_shown=6,
+                                      robustness_images=None),
         exploration=ExplorationSettings(spectrum_images=4),
     )
 
 
 def _quick() -> StudyConfig:
     # Quick values, sized for a 2-core CPU: a short Hyperband on 4,000
-    # images, then refits on the whole 25,000-image sample; the test split
-    # is complete.
+    # images, then three refits (seeds) per model on the whole 25,000-image
+    # sample; the test split is complete. Seven refit epochs keep the six
+    # refits within about ten minutes (docs/benchmarks.md).
     search = SearchBudget(max_epochs=2, factor=2, batch_size=128, train_images=4_000,
                           patience=2, trial_time_limit_s=60.0, not_learning_patience=2)
-    refit = RefitSettings(max_epochs=10, patience=4, batch_size=128)
+    refit = RefitSettings(max_epochs=7, patience=4, batch_size=128, seeds=3)
     return StudyConfig(
         preset="quick",
         train_images=25_000,
@@ -440,8 +459,11 @@ def _full() -> StudyConfig:
     return StudyConfig(
         preset="full",
         augmentation=AugmentationSettings(flip=True, translate_pixels=4),
-        cnn=ModelSettings(search, RefitSettings(max_epochs=60, patience=20, batch_size=256)),
-        vit=ModelSettings(search, RefitSettings(max_epochs=100, patience=34, batch_size=256)),
+        cnn=ModelSettings(search, RefitSettings(max_epochs=60, patience=20, batch_size=256,
+                                                seeds=5)),
+        vit=ModelSettings(search, RefitSettings(max_epochs=100, patience=34, batch_size=256,
+                                                seeds=5)),
+        evaluation=EvaluationSettings(bootstrap_resamples=2000, robustness_images=None),
     )
 
 

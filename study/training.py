@@ -7,6 +7,7 @@ is reloaded instead of retrained.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import warnings
@@ -20,13 +21,18 @@ import tensorflow as tf
 from study import accelerator
 from study.config import AugmentationSettings, StudyConfig
 from study.data import ImageDataset, stratified_indices
-from study.evaluation import evaluate_model
+from study.errors import mistake_images, most_confident_mistakes
+from study.evaluation import evaluate_model, roc_analysis
+from study.files import write_text_atomically
 from study.inputs import EpochOrder, make_dataset, validation_split
 from study.models.cnn import CNNHyperModel
 from study.models.vit import ViTHyperModel
 from study.refit import backup_dir, refit
+from study.pipeline import seeds_dir
+from study.robustness import evaluate_robustness
 from study.search import run_search
 from study.stop import raise_if_requested
+from study.uncertainty import reliability, score_intervals
 
 log = logging.getLogger(__name__)
 # Keras-tuner builds a new model per trial, so TensorFlow's retracing
@@ -83,14 +89,16 @@ class PreparedData:
                    dataset.class_names, dataset.image_shape, config.seed, gpus, chosen)
 
     def fit_dataset(self, batch_size: int, limit: int | None = None,
-                    augmentation: AugmentationSettings | None = None):
+                    augmentation: AugmentationSettings | None = None, seed: int | None = None):
         """Shuffled, optionally augmented training batches, from a stratified
         `limit`-image subset when given.
 
+        `seed` (the study seed by default) sets the shuffling and augmentation.
         Returns the dataset and the EpochOrder callback that `fit` needs with it.
         """
-        idx = stratified_indices(self.y_fit, limit, self.seed)
-        order = EpochOrder(self.seed)
+        seed = self.seed if seed is None else seed
+        idx = stratified_indices(self.y_fit, limit, seed)
+        order = EpochOrder(seed)
         dataset = make_dataset(self.x_fit[idx], self.y_fit[idx], batch_size, order=order,
                                augmentation=augmentation)
         return dataset, order
@@ -166,24 +174,125 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
         mirrored = prepared.test_dataset(mirrored=True) if config.evaluation.flip_tta else None
         metrics, scores = evaluate_model(model, prepared.test_dataset(), prepared.y_test,
                                          prepared.class_names, mirrored)
+        metrics["intervals"] = score_intervals(
+            prepared.y_test, scores["y_score"],
+            resamples=config.evaluation.bootstrap_resamples,
+            confidence=config.evaluation.confidence, seed=config.seed)
+        bins = config.evaluation.calibration_bins
+        metrics["calibration"] = {**reliability(prepared.y_test, scores["y_score"], bins),
+                                  "bin_count": bins}
+        mistakes = most_confident_mistakes(prepared.y_test, scores["y_score"],
+                                           prepared.class_names,
+                                           config.evaluation.mistakes_shown)
+        metrics["confident_mistakes"] = mistakes
+        # The gallery's images come from the array the scores were computed on.
         np.savez_compressed(run.root / f"predictions_{name}.npz", y_true=prepared.y_test,
+                            mistake_images=mistake_images(prepared.x_test, mistakes),
                             **{key: value.astype(np.float32) for key, value in scores.items()})
+        metrics["robustness"] = evaluate_robustness(
+            name, lambda images: model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0),
+            prepared.x_test, prepared.y_test, config.evaluation, len(prepared.class_names),
+            config.seed)
         return metrics
 
     evaluated = timer.cached(run, f"evaluation_{name}", evaluate)
     log.info("%s test: accuracy %.4f, loss %.4f, micro AUC %.4f, macro AUC %.4f", name,
              evaluated["test"]["accuracy"], evaluated["test"]["loss"],
              evaluated["roc"]["micro_auc"], evaluated["roc"]["macro_auc"])
+    if "calibration" in evaluated:
+        log.info("%s calibration: ECE %.4f over %d bins, %d most confident mistakes kept",
+                 name, evaluated["calibration"]["ece"], evaluated["calibration"]["bin_count"],
+                 len(evaluated["confident_mistakes"]))
     if "flip_tta" in evaluated:
         log.info("%s test with flip TTA: accuracy %.4f, macro AUC %.4f", name,
                  evaluated["flip_tta"]["accuracy"], evaluated["flip_tta"]["macro_auc"])
 
+    def refit_more_seeds() -> dict:
+        return {"runs": [refit_with_seed(name, seed, hypermodel, best_hp, prepared, config, run)
+                         for seed in extra_seeds(config.seed, settings.refit.seeds)]}
+
+    # One seed needs no stage of its own (nor a row in the timings).
+    replicated = (timer.cached(run, f"seeds_{name}", refit_more_seeds)
+                  if settings.refit.seeds > 1 else {"runs": []})
+
     hyperparameters = {k: v for k, v in searched["best_hyperparameters"].items()
                        if not k.startswith("tuner/")}
+    first = {"seed": config.seed, "accuracy": evaluated["test"]["accuracy"],
+             "macro_auc": evaluated["roc"]["macro_auc"],
+             **{key: refitted[key] for key in SEED_RUN_KEYS}}
     return {
         "parameters": refitted["parameters"],
         "best_hyperparameters": hyperparameters,
         "search": searched["summary"],
         "refit": {k: v for k, v in refitted.items() if k != "parameters"},
         **evaluated,
+        "seeds": seed_summary([first, *replicated["runs"]]),
     }
+
+
+SEED_RUN_KEYS = ("epochs_run", "best_epoch", "best_val_accuracy", "seconds")
+
+
+def extra_seeds(seed: int, count: int) -> list[int]:
+    """Seeds of the refits after the first: seed + 1, ..., seed + count - 1.
+
+    >>> extra_seeds(42, 3)
+    [43, 44]
+    """
+    return [seed + offset for offset in range(1, count)]
+
+
+def refit_with_seed(name: str, seed: int, hypermodel: kt.HyperModel,
+                    best_hp: kt.HyperParameters, prepared: PreparedData, config: StudyConfig,
+                    run) -> dict:
+    """Refit the best configuration with another seed and score it on the test split.
+
+    The seed sets the initial weights, the dropout masks, the shuffling and
+    the augmentation; the data split and the hyperparameters stay as they
+    are. The model, its probabilities and a JSON record go under
+    `<run_dir>/seeds/<name>/`. A finished seed is read from its record, so
+    a killed stage loses at most the seed that was training.
+    """
+    folder = seeds_dir(run.root, name)
+    record_path = folder / f"seed-{seed}.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    settings = config.model_settings(name)
+    tag = f"{name}_seed{seed}"
+    keras.utils.set_random_seed(seed)
+    train, order = prepared.fit_dataset(settings.refit.batch_size,
+                                        augmentation=config.augmentation, seed=seed)
+    model, summary = refit(tag, hypermodel, best_hp, settings.refit, train,
+                           prepared.validation_dataset(settings.refit.batch_size), folder,
+                           callbacks=[order, StopCheck()])
+    y_score = np.asarray(model.predict(prepared.test_dataset(), verbose=0), dtype=np.float64)
+    np.savez_compressed(folder / f"predictions_seed{seed}.npz", y_true=prepared.y_test,
+                        y_score=y_score.astype(np.float32))
+    record = {"seed": seed,
+              "accuracy": float(np.mean(y_score.argmax(axis=1) == prepared.y_test)),
+              "macro_auc": roc_analysis(prepared.y_test, y_score,
+                                        prepared.class_names)["macro_auc"],
+              **{key: summary[key] for key in SEED_RUN_KEYS}}
+    log.info("%s refit with seed %d: test accuracy %.4f, macro AUC %.4f", name, seed,
+             record["accuracy"], record["macro_auc"])
+    write_text_atomically(record_path, json.dumps(record, indent=1))
+    shutil.rmtree(backup_dir(folder, tag), ignore_errors=True)
+    return record
+
+
+def seed_summary(runs: list[dict]) -> dict:
+    """Mean and sample standard deviation of the test scores over the seeds' refits.
+
+    With one run the standard deviation is None (undefined).
+
+    >>> spread = seed_summary([{"accuracy": 0.5, "macro_auc": 0.8},
+    ...                        {"accuracy": 0.7, "macro_auc": 0.8}])["accuracy"]
+    >>> round(spread["mean"], 4), round(spread["sd"], 4)
+    (0.6, 0.1414)
+    """
+    summary = {"count": len(runs), "runs": runs}
+    for key in ("accuracy", "macro_auc"):
+        values = np.array([run[key] for run in runs], dtype=float)
+        summary[key] = {"mean": float(values.mean()),
+                        "sd": float(values.std(ddof=1)) if len(values) > 1 else None}
+    return summary

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from study.errors import mistake_images, most_confident_mistakes
+from study.ledger import ledger_from_records
+from study.uncertainty import reliability
+
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
@@ -27,6 +31,17 @@ MODEL_LABELS = {"cnn": "CNN", "vit": "ViT"}
 # to right, test images whose predicted class it changes). A model missing
 # here gets no flip-TTA scores.
 DEFAULT_FLIP_TTA = {"cnn": (3, 7), "vit": (-1, 4)}
+CALIBRATION_BINS = 15
+MISTAKES_SHOWN = 6
+# Frequency robustness per model: the share of the margin over chance that
+# the low-pass and the high-pass filter keep at each of ROBUSTNESS_WIDTHS.
+# The ViT keeps more through the low-pass filters than the CNN, and less
+# through the high-pass ones, so it leans more on low frequencies.
+ROBUSTNESS_WIDTHS = (0.02, 0.04, 0.08, 0.16, 0.32)
+ROBUSTNESS_SHARES = {
+    "cnn": ((0.05, 0.2, 0.5, 0.85, 0.98), (0.9, 0.7, 0.35, 0.12, 0.02)),
+    "vit": ((0.15, 0.4, 0.75, 0.93, 0.99), (0.6, 0.35, 0.12, 0.04, 0.0)),
+}
 
 
 def make_run_dir(
@@ -44,6 +59,7 @@ def make_run_dir(
     flip_tta: Mapping[str, tuple[int, int]] | None = None,
     legacy: bool = False,
     seed: int = 0,
+    seeds: int = 3,
 ) -> Path:
     """Write results.json and exploration.npz into `path` and return `path`.
 
@@ -56,7 +72,11 @@ def make_run_dir(
     missing from it get none. With
     `legacy`, results.json has the layout of runs made before the named
     search spaces: unnamed spaces without a "training" entry, and no flip-TTA
-    scores or accelerator settings.
+    scores, accelerator settings, calibration or confident mistakes.
+    Otherwise each model's calibration and confident mistakes come from
+    scores that agree with its confusion matrix, and predictions_<key>.npz
+    contains the mistakes' images. `seeds` refits per model give the spread
+    over seeds, and the first two models get a paired comparison.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -119,6 +139,14 @@ def make_run_dir(
     if not legacy:
         # A CPU run: mixed precision and XLA stay off under the 'auto' settings.
         results["environment"]["accelerator"] = {"policy": "float32", "xla": False}
+        for key, model in results["models"].items():
+            _add_calibration(path, key, model, class_names, image_side)
+            # Bootstrap intervals, refits with `seeds` seeds, and the paired comparison.
+            model["intervals"] = _intervals(model)
+            model["seeds"] = _seeds(model, seeds, results["config"]["seed"])
+        comparison = _comparison(results["models"])
+        if comparison is not None:
+            results["comparison"] = comparison
     (path / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return path
 
@@ -239,7 +267,8 @@ def _config(filter_widths, spectrum_images, epochs, train_images, legacy=False) 
                         "spectrum_images": spectrum_images},
     }
     if not legacy:
-        config["evaluation"] = {"flip_tta": True}
+        config["evaluation"] = {"flip_tta": True, "calibration_bins": CALIBRATION_BINS,
+                                "mistakes_shown": MISTAKES_SHOWN}
         config["accelerator"] = {"mixed_precision": "auto", "xla": "auto"}
     return config
 
@@ -362,6 +391,60 @@ def _best_hyperparameters(key: str, legacy: bool) -> dict:
             "label_smoothing": 0.1}
 
 
+# The Hyperband search behind each model's search summary (max_epochs 3,
+# factor 3): bracket 1 runs three one-epoch trials and promotes 0001 to
+# epoch 3 as 0003, bracket 0 runs two three-epoch trials. The time limit
+# stops 0002, validation-loss patience stops 0004 (the best), and 0005 fails
+# on a NaN loss. Per trial: id, bracket, round, parent, first epoch, target
+# epoch, status, score minus the best score, epochs trained, seconds.
+LEDGER_TRIALS = (
+    ("0000", 1, 0, None, 0, 1, "COMPLETED", -0.15, 1, 4.1),
+    ("0001", 1, 0, None, 0, 1, "COMPLETED", -0.10, 1, 4.3),
+    ("0002", 1, 0, None, 0, 1, "COMPLETED", -0.20, 1, 9.0),
+    ("0003", 1, 1, "0001", 1, 3, "COMPLETED", -0.03, 2, 8.2),
+    ("0004", 0, 0, None, 0, 3, "COMPLETED", 0.0, 2, 8.8),
+    ("0005", 0, 0, None, 0, 3, "FAILED", None, 0, 1.2),
+)
+LEDGER_GUARDS = (("0002", "time_limit", 1), ("0004", "val_loss_patience", 2),
+                 ("0005", "nan_loss", 1))
+
+
+def _ledger(best_score: float) -> dict:
+    # Trial records in keras-tuner's trial.json layout, turned into a ledger
+    # by study.ledger, so the fixture's ledger has the layout a run writes.
+    space = [
+        {"class_name": "Float", "config": {"name": "learning_rate", "min_value": 1e-3,
+                                           "max_value": 4e-3, "sampling": "log"}},
+        {"class_name": "Float", "config": {"name": "dropout", "min_value": 0.0,
+                                           "max_value": 0.2, "step": 0.1,
+                                           "sampling": "linear"}},
+        {"class_name": "Choice", "config": {"name": "pooling",
+                                            "values": ["flatten", "global_average"]}},
+    ]
+    oracle = {"max_epochs": 3, "factor": 3, "hyperband_iterations": 1,
+              "hyperparameters": {"space": space}}
+    trials, runs = [], []
+    for index, (trial_id, bracket, round_num, parent, start, target, status, offset,
+                trained, seconds) in enumerate(LEDGER_TRIALS):
+        source = int(parent) if parent else index  # a promoted trial keeps its parent's values
+        values = {"learning_rate": round(1e-3 * 1.3 ** source, 6), "dropout": source % 3 / 10,
+                  "pooling": ("flatten", "global_average")[source % 2],
+                  "tuner/epochs": target, "tuner/initial_epoch": start,
+                  "tuner/bracket": bracket, "tuner/round": round_num}
+        if parent:
+            values["tuner/trial_id"] = parent
+        score = None if offset is None else round(best_score + offset, 4)
+        trials.append({"trial_id": trial_id, "status": status, "score": score,
+                       "hyperparameters": {"space": space, "values": values}})
+        accuracies = ([] if score is None else
+                      [round(score - 0.02 * (trained - 1 - epoch), 4) for epoch in range(trained)])
+        runs.append({"trial_id": trial_id, "seconds": seconds, "epochs_trained": trained,
+                     "val_accuracy": accuracies})
+    events = [{"trial_id": trial_id, "guard": guard, "epoch": epoch, "detail": guard}
+              for trial_id, guard, epoch in LEDGER_GUARDS]
+    return ledger_from_records(oracle, trials, events, runs)
+
+
 def _flip_tta(test: dict, roc: dict, gained: int, changed: int) -> dict:
     # Scores consistent with the single pass: `gained` more images right,
     # `changed` predictions different, AUCs moved a little the same way.
@@ -399,4 +482,94 @@ def _model_results(key, accuracy, class_names, per_class, epochs, null_auc_class
     }
     if flip_tta is not None:
         model["flip_tta"] = _flip_tta(test, roc, *flip_tta)
+    if not legacy:
+        model["search"]["ledger"] = _ledger(model["search"]["best_val_accuracy"])
+    if not legacy and key in ROBUSTNESS_SHARES:
+        model["robustness"] = _robustness(test, len(class_names), *ROBUSTNESS_SHARES[key])
     return model
+
+
+def _intervals(model: dict) -> dict:
+    # Symmetric intervals a few points wide around the stored scores.
+    accuracy, macro_auc = model["test"]["accuracy"], model["roc"]["macro_auc"]
+    recall = [row["recall"] for row in model["per_class"]]
+    return {"confidence": 0.95, "resamples": 1000,
+            "accuracy": [max(0.0, accuracy - 0.03), min(1.0, accuracy + 0.03)],
+            "macro_auc": [max(0.0, macro_auc - 0.01), min(1.0, macro_auc + 0.01)],
+            "per_class_recall": [None if value is None else
+                                 [max(0.0, value - 0.1), min(1.0, value + 0.1)]
+                                 for value in recall]}
+
+
+def _seeds(model: dict, count: int, seed: int) -> dict:
+    # The first run is the stored refit; later seeds lose 0.5 points each.
+    runs = [{"seed": seed + offset,
+             "accuracy": model["test"]["accuracy"] - 0.005 * offset,
+             "macro_auc": model["roc"]["macro_auc"] - 0.001 * offset,
+             "epochs_run": model["refit"]["epochs_run"], "best_epoch": model["refit"]["best_epoch"],
+             "best_val_accuracy": model["refit"]["best_val_accuracy"],
+             "seconds": model["refit"]["seconds"]} for offset in range(count)]
+    summary = {"count": count, "runs": runs}
+    for key in ("accuracy", "macro_auc"):
+        values = np.array([run[key] for run in runs])
+        summary[key] = {"mean": float(values.mean()),
+                        "sd": float(values.std(ddof=1)) if count > 1 else None}
+    return summary
+
+
+def _comparison(models: dict) -> dict | None:
+    # Images right for exactly one model: 10 each, plus the gap in images for
+    # the more accurate one; McNemar's p from scipy on those counts.
+    from scipy.stats import binomtest
+
+    if len(models) < 2:
+        return None
+    first, second = list(models)[:2]
+    images = models[first]["test"]["images"]
+    gap = models[first]["test"]["accuracy"] - models[second]["test"]["accuracy"]
+    only_a = 10 + max(0, round(gap * images))
+    only_b = 10 + max(0, -round(gap * images))
+    p_value = float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return {"models": [first, second], "accuracy_difference": gap,
+            "interval": [gap - 0.04, gap + 0.04], "confidence": 0.95, "resamples": 1000,
+            "only_a": only_a, "only_b": only_b, "p_value": p_value}
+
+
+def _robustness(test: dict, classes: int, low_shares, high_shares) -> dict:
+    # Accuracies chance + share * (unfiltered - chance), rounded to whole images.
+    images, unfiltered, chance = test["images"], test["accuracy"], 1.0 / classes
+
+    def accuracies(shares):
+        return [round((chance + share * (unfiltered - chance)) * images) / images
+                for share in shares]
+
+    return {"images": images, "widths": list(ROBUSTNESS_WIDTHS), "chance": chance,
+            "unfiltered_accuracy": unfiltered, "low_pass_accuracy": accuracies(low_shares),
+            "high_pass_accuracy": accuracies(high_shares), "seconds": 4.2}
+
+
+def _add_calibration(path: Path, key: str, model: dict, class_names, image_side: int) -> None:
+    # Scores whose argmax gives the confusion matrix cell by cell: right
+    # predictions at confidence 0.5 to 1, wrong ones from just above chance to
+    # 0.95, so the gallery has confident mistakes. A generator of its own
+    # keeps the other fixture numbers as they were.
+    rng = np.random.default_rng(list(key.encode()))
+    matrix = np.asarray(model["confusion_matrix"])
+    classes = len(class_names)
+    true, predicted = np.nonzero(matrix)
+    y_true = np.repeat(true, matrix[true, predicted])
+    y_pred = np.repeat(predicted, matrix[true, predicted])
+    floor = 1.0 / classes + 0.05
+    confidence = np.where(y_true == y_pred, rng.uniform(max(0.5, floor), 1.0, len(y_true)),
+                          rng.uniform(floor, 0.95, len(y_true)))
+    y_score = np.repeat(((1.0 - confidence) / (classes - 1))[:, None], classes, axis=1)
+    y_score[np.arange(len(y_true)), y_pred] = confidence
+
+    model["calibration"] = {**reliability(y_true, y_score, CALIBRATION_BINS),
+                            "bin_count": CALIBRATION_BINS}
+    mistakes = most_confident_mistakes(y_true, y_score, class_names, MISTAKES_SHOWN)
+    model["confident_mistakes"] = mistakes
+    test_images = np.stack([_synthetic_image(image_side, rng) for _ in y_true])
+    np.savez_compressed(path / f"predictions_{key}.npz", y_true=y_true,
+                        y_score=y_score.astype(np.float32),
+                        mistake_images=mistake_images(test_images, mistakes))

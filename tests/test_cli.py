@@ -92,22 +92,48 @@ def test_sigterm_ends_like_ctrl_c(tmp_path):
     assert RunFolder(tmp_path / "run").load_stage("exploration") is not None
 
 
-def test_original_spaces_and_no_tta_reach_the_results(tmp_path):
+def test_original_spaces_no_tta_and_two_seeds_reach_the_results(tmp_path):
     data = _tiny_tree(tmp_path / "data")
     run_dir = tmp_path / "run"
     code = run_study.main(["--preset", "smoke", "--data", str(data), "--run-dir", str(run_dir),
                            "--out", str(tmp_path / "site"), "--cnn-space", "original",
-                           "--vit-space", "original", "--no-flip-tta", "--xla", "off"])
+                           "--vit-space", "original", "--no-flip-tta", "--xla", "off",
+                           "--seeds", "2"])
     assert code == 0
     results = json.loads((run_dir / "results.json").read_text())
     assert results["config"]["cnn_space"]["name"] == "original"
     assert results["config"]["vit_space"]["pooling"] == ["flatten"]
-    assert results["config"]["evaluation"] == {"flip_tta": False}
+    assert results["config"]["evaluation"]["flip_tta"] is False
+    # The preset's other evaluation settings survive the option.
+    assert results["config"]["evaluation"]["bootstrap_resamples"] == 200
     assert results["environment"]["accelerator"] == {"policy": "float32", "xla": False}
-    for model in results["models"].values():
+    seed = results["config"]["seed"]
+    for key, model in results["models"].items():
         assert "flip_tta" not in model
         assert model["best_hyperparameters"]["optimizer"] in ("adam", "rmsprop")
         assert "schedule" in model["best_hyperparameters"]
+        runs = model["seeds"]["runs"]
+        assert [run["seed"] for run in runs] == [seed, seed + 1]
+        assert runs[0]["accuracy"] == model["test"]["accuracy"]
+        assert model["seeds"]["accuracy"]["mean"] == pytest.approx(
+            (runs[0]["accuracy"] + runs[1]["accuracy"]) / 2)
+        assert model["seeds"]["accuracy"]["sd"] is not None
+        folder = run_dir / "seeds" / key
+        assert (folder / f"seed-{seed + 1}.json").exists()
+        assert (folder / "models" / f"{key}_seed{seed + 1}.keras").exists()
+        assert not (folder / "backup").exists() or not any((folder / "backup").iterdir())
+        low, high = model["intervals"]["accuracy"]
+        assert low <= model["test"]["accuracy"] <= high
+    comparison = results["comparison"]
+    assert comparison["models"] == ["cnn", "vit"]
+    assert 0.0 <= comparison["p_value"] <= 1.0
+    site = (tmp_path / "site" / "index.html").read_text()
+    assert "Every refit of the best configurations, one row per seed." in site
+
+
+def test_seeds_below_one_refused(capsys):
+    assert run_study.main(["--preset", "smoke", "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
 
 
 def test_unknown_space_refused(capsys):

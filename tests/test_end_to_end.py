@@ -17,9 +17,11 @@ import tarfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, SHARED_ARCHIVE
+from study.data import load_dataset, subsample
 from study.results import REQUIRED_KEYS, lookup
 
 PER_CLASS = {"train": 50, "test": 20}
@@ -115,6 +117,164 @@ def test_pdf_has_sections_and_accuracies(smoke_run):
         assert f"{100 * flipped:.1f}%" in text
     assert "The modern search space of the CNN" in text
     assert "Flip test-time augmentation (TTA) averages" in text
+
+
+def test_calibration_in_results_site_pdf(smoke_run):
+    work, *_ = smoke_run
+    results = json.loads((work / "site" / "results.json").read_text())
+    config = results["config"]
+    class_names = results["data"]["class_names"]
+    # The test split the run evaluated, to match each gallery image with its mistake.
+    dataset = subsample(load_dataset(work / "cifar10-slice.tar.gz"), config["train_images"],
+                        config["test_images"], config["seed"])
+    for name in ("cnn", "vit"):
+        model = results["models"][name]
+        assert model["calibration"]["bin_count"] == 15
+        assert sum(entry["images"] for entry in model["calibration"]["bins"]) == 200
+        mistakes = model["confident_mistakes"]
+        assert 0 < len(mistakes) <= config["evaluation"]["mistakes_shown"]
+        confidences = [mistake["confidence"] for mistake in mistakes]
+        assert confidences == sorted(confidences, reverse=True)
+        with np.load(work / "run" / f"predictions_{name}.npz") as saved:
+            images, y_score = saved["mistake_images"], saved["y_score"]
+        assert images.shape == (len(mistakes), 32, 32, 3)
+        for position, mistake in enumerate(mistakes):
+            index = mistake["index"]
+            assert mistake["true"] == class_names[dataset.y_test[index]]
+            assert y_score[index].argmax() != dataset.y_test[index]
+            assert np.array_equal(images[position], dataset.x_test[index])
+
+    page = (work / "site" / "index.html").read_text()
+    assert '<section id="calibration">' in page
+    assert '<a href="#calibration">Calibration and errors</a>' in page
+    for key in ("reliability", "mistakes_cnn", "mistakes_vit"):
+        assert f'src="figures/{key}.png"' in page, key
+        assert (work / "site" / "figures" / f"{key}.png").is_file(), key
+    assert "Calibration on the test images, over 15 equal-width confidence bins." in page
+    for name in ("cnn", "vit"):
+        model = results["models"][name]
+        assert f"The {model['label']} has an ECE of {model['calibration']['ece']:.3f}." in page
+        assert f"The most frequent confusions of the {model['label']}:" in page
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) missing")
+    text = subprocess.run(["pdftotext", "-layout", str(work / "site" / "study.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    for title in ("Calibration and errors", "Most confident mistakes",
+                  "Most confused class pairs", "Reliability diagrams on the test images",
+                  "Calibration on the test images, over 15 equal-width confidence bins."):
+        assert title in flat, title
+    for name in ("cnn", "vit"):
+        model = results["models"][name]
+        assert f"The {model['label']} has an ECE of {model['calibration']['ece']:.3f}." in flat
+        assert f"The most frequent confusions of the {model['label']}:" in flat
+
+
+def test_robustness_in_results_site_pdf(smoke_run):
+    work, *_ = smoke_run
+    results = json.loads((work / "site" / "results.json").read_text())
+    for name in ("cnn", "vit"):
+        scores = results["models"][name]["robustness"]
+        assert scores["widths"] == [0.02, 0.04, 0.08, 0.16, 0.32]
+        assert scores["images"] == 200  # the smoke preset filters every test image
+        assert len(scores["low_pass_accuracy"]) == 5
+        assert len(scores["high_pass_accuracy"]) == 5
+        # The unfiltered pass scales the images as the test pipeline does, so it
+        # gets the test accuracy (a one-image tolerance for float round-off).
+        accuracy = results["models"][name]["test"]["accuracy"]
+        assert abs(scores["unfiltered_accuracy"] - accuracy) <= 1 / 200
+
+    page = (work / "site" / "index.html").read_text()
+    assert '<section id="robustness">' in page
+    assert '<a href="#robustness">Frequency robustness</a>' in page
+    assert 'src="figures/robustness.png"' in page
+    assert (work / "site" / "figures" / "robustness.png").is_file()
+    assert "Accuracy on all 200 test images through each Gaussian filter." in page
+    assert "Mean share of the margin over chance" in page
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) missing")
+    text = subprocess.run(["pdftotext", "-layout", str(work / "site" / "study.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "Frequency robustness" in text
+    assert "against the width of the Gaussian" in text  # the figure caption
+    assert "Mean share of the margin over chance" in text  # the table's last row
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) missing")
+def test_uncertainty_in_results_site_pdf(smoke_run):
+    work, *_ = smoke_run
+    results = json.loads((work / "site" / "results.json").read_text())
+    for name in ("cnn", "vit"):
+        model = results["models"][name]
+        low, high = model["intervals"]["accuracy"]
+        assert low <= model["test"]["accuracy"] <= high
+        assert len(model["intervals"]["per_class_recall"]) == 10
+        assert model["seeds"]["count"] == 1
+    comparison = results["comparison"]
+    only = comparison["only_a"] + comparison["only_b"]
+    assert 0 < only <= results["data"]["used"]["test"]
+    html = (work / "site" / "index.html").read_text()
+    text = subprocess.run(["pdftotext", "-layout", str(work / "site" / "study.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    for page in (html, flat):
+        assert "Uncertainty" in page
+        assert "Paired comparison of the two models on the same test images." in page
+        assert "Recall per class with its bootstrap interval over the test images." in page
+        assert "McNemar" in page
+        assert "Each model was refit once, with seed 42" in page
+    # The smoke models are near chance, and the winner sentence follows the test.
+    verdict = "is more accurate than" if (
+        comparison["p_value"] < 0.05 and (comparison["interval"][0] > 0
+                                          or comparison["interval"][1] < 0)) else (
+        "There is no clear difference between")
+    assert verdict in html and verdict in flat
+
+
+def test_ledger_in_results_site_pdf(smoke_run):
+    work, *_ = smoke_run
+    results = json.loads((work / "site" / "results.json").read_text())
+    labels = {}
+    for name in ("cnn", "vit"):
+        search = results["models"][name]["search"]
+        ledger = search["ledger"]
+        labels[name] = results["models"][name]["label"]
+        # Smoke: max_epochs 2, factor 2 plans 2 + 1 trials in bracket 1 and 2 in bracket 0.
+        assert ledger["totals"]["planned_trials"] == 5
+        assert len(ledger["trials"]) == search["trials"]
+        assert ledger["totals"]["seconds"] > 0
+        assert ledger["budget"]["minutes"] is None
+        best = max((t for t in ledger["trials"] if t["score"] is not None),
+                   key=lambda t: t["score"])
+        assert best["trial_id"] == search["best_trial_id"]
+
+    page = (work / "site" / "index.html").read_text()
+    assert '<section id="ledger">' in page
+    assert '<a href="#ledger">The Hyperband ledger</a>' in page
+    for key in ("ledger_halving", "ledger_best_so_far", "ledger_hyperparameters_cnn"):
+        assert f'src="figures/{key}.png"' in page, key
+        assert (work / "site" / "figures" / f"{key}.png").is_file(), key
+    assert page.count('class="sortable"') == 2
+    for name, label in labels.items():
+        assert f"Every trial of the {label} search" in page
+        for trial in results["models"][name]["search"]["ledger"]["trials"]:
+            assert f'data-sort="{float(int(trial["trial_id"]))!r}">{trial["trial_id"]}<' in page
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) missing")
+    text = subprocess.run(["pdftotext", "-layout", str(work / "site" / "study.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    for phrase in ("The Hyperband ledger", "Successive halving in each search",
+                   "Best validation accuracy of the completed trials so far",
+                   "No wall-clock budget (--search-budget) was set for this search."):
+        assert phrase in flat, phrase
+    for label in labels.values():
+        assert f"Rounds of the {label} search" in flat
+        assert f"For the {label}, Hyperband with max_epochs 2 and factor 2 plans" in flat
+        assert f"Every trial of the {label} search" not in flat
 
 
 def test_cli_prints_output_paths(smoke_run):
