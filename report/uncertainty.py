@@ -136,6 +136,12 @@ def _disagreement_text(found: Verdict, models: dict) -> str:
             f"{_the(runner_up)}) gives {format_p_value(found.p_value)}")
 
 
+def _printed_gap(leader: dict, runner_up: dict) -> float:
+    """Return the gap between the two test accuracies as printed, in percentage points."""
+    return round(round_accuracy(leader["test"]["accuracy"])
+                 - round_accuracy(runner_up["test"]["accuracy"]), 1)
+
+
 def winner_sentence(results: dict) -> str | None:
     """Name the more accurate model when the evidence supports it, else say it does not."""
     found = verdict(results)
@@ -147,8 +153,7 @@ def winner_sentence(results: dict) -> str | None:
     accuracies = (f"{format_accuracy(leader['test']['accuracy'])} against "
                   f"{format_accuracy(runner_up['test']['accuracy'])}")
     level = _level_percent(found.confidence)
-    printed_gap = round_accuracy(leader["test"]["accuracy"]) - round_accuracy(
-        runner_up["test"]["accuracy"])
+    printed_gap = _printed_gap(leader, runner_up)
     interval = f"{_points_range(*found.interval)} points"
     if found.supported:
         return (f"{_capital(_the(leader))} is more accurate than {_the(runner_up)}: "
@@ -179,7 +184,7 @@ def comparison_table(results: dict) -> TableView | None:
         [f"Test images only the {runner_up} classifies correctly",
          format_count(found.only_runner_up)],
         [f"Accuracy gap, {leader} minus {runner_up} (points)",
-         format_signed_points(100 * found.gap, 2)],
+         format_signed_points(_printed_gap(models[found.leader], models[found.runner_up]))],
         [f"{_level_percent(found.confidence)} bootstrap interval of the gap (points)",
          _points_range(*found.interval)],
         ["McNemar's exact test, two-sided p-value", f"{found.p_value:.3g}"],

@@ -43,14 +43,14 @@ def test_budget_script_counts_the_quick_preset():
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
     # Search: 5 trials, 2 + 2 + 1 + 1 + 1 epochs on 4,000 images. Refits: 3 seeds of
-    # 7 epochs on the 22,500 images left after validation. Test: 10,000 images,
+    # 6 epochs on the 22,500 images left after validation. Test: 10,000 images,
     # twice for the first seed (flip TTA) and once for each other seed.
     assert ("cnn: search 5 trials, at most 7 epochs (28,000 images); 3 refit(s) of at most "
-            "7 epochs (472,500 images); test 40,000 images") in completed.stdout
-    # (28,000 + 472,500) / 1,000 images/s = 500.5 s; at 2,000 images/s, 250.25 s.
-    assert "cnn: at 1,000 images/s, at most 8.3 min of training steps" in completed.stdout
-    assert "vit: at 2,000 images/s, at most 4.2 min of training steps" in completed.stdout
-    assert "both: at most 12.5 min of training steps" in completed.stdout
+            "6 epochs (405,000 images); test 40,000 images") in completed.stdout
+    # (28,000 + 405,000) / 1,000 images/s = 433 s; at 2,000 images/s, 216.5 s.
+    assert "cnn: at 1,000 images/s, at most 7.2 min of training steps" in completed.stdout
+    assert "vit: at 2,000 images/s, at most 3.6 min of training steps" in completed.stdout
+    assert "both: at most 10.8 min of training steps" in completed.stdout
 
 
 def test_budget_script_rejects_a_zero_rate():

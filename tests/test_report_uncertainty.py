@@ -33,7 +33,7 @@ def test_clear_gap_names_the_winner_with_counts_and_p_value(tmp_path):
     assert "(40 only by the ViT, 10 only by the CNN) gives p < 0.001" in sentence
     rows = dict(uncertainty.comparison_table(results).rows)
     assert rows["Verdict"] == "the ViT is more accurate"
-    assert rows["Accuracy gap, ViT minus CNN (points)"] == "+15.00"
+    assert rows["Accuracy gap, ViT minus CNN (points)"] == "+15.0"
 
 
 def test_interval_through_zero_gives_no_clear_difference(tmp_path):
