@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--restart", choices=RESTART_CHOICES, default=None, metavar="STAGE",
         help="recompute STAGE and the stages after it instead of reusing them from the run "
              "folder, e.g. after changing its settings: all, exploration, search, refit, "
-             "evaluation (both models), or one model's search_cnn, refit_cnn, "
-             "evaluation_cnn, search_vit, refit_vit, evaluation_vit")
+             "evaluation, seeds (both models), or one model's search_cnn, refit_cnn, "
+             "evaluation_cnn, seeds_cnn, search_vit, refit_vit, evaluation_vit, seeds_vit")
     parser.add_argument("--render-only", action="store_true",
                         help="rebuild the site and PDF from the run folder's results.json "
                              "and saved arrays, without loading data or training")

@@ -214,7 +214,7 @@ def outcome_sentence(ledger: dict) -> str:
     stopped = f"{format_count(totals['stopped_by_guard'])} {_were(totals['stopped_by_guard'])} "
     stopped += "stopped early by a guard"
     if stops:
-        stopped += " (" + join_words([f"{guard_name(guard)} {count}"
+        stopped += " (" + join_words([f"{format_count(count)} by {guard_name(guard)}"
                                       for guard, count in stops.items()]) + ")"
     parts.append(stopped)
     if totals["interrupted"]:
@@ -276,6 +276,21 @@ def budget_sentence(ledger: dict) -> str:
              f"{format_count(totals['planned_trials'])} trials that the schedule plans when no "
              "trial fails, and the best trial so far was refit.")
     return text
+
+
+def budget_summary(results: dict) -> str | None:
+    """Name the searches a wall-clock budget cut short, for the abstract and conclusions."""
+    cut = []
+    for model in results["models"].values():
+        ledger = (model.get("search") or {}).get("ledger")
+        if ledger and ledger["budget"]["cut_short"]:
+            totals = ledger["totals"]
+            cut.append(f"{_the(model)} after {format_count(totals['trials'])} of "
+                       f"{format_count(totals['planned_trials'])} planned trials")
+    if not cut:
+        return None
+    return (f"The wall-clock search budget (--search-budget) cut the search of "
+            f"{join_words(cut)}, so the refit models come from a shortened search.")
 
 
 def best_trial_sentence(model: dict, ledger: dict) -> str | None:

@@ -1,7 +1,7 @@
 """Draw the Hyperband ledger's figures: successive halving, best so far, hyperparameters.
 
 Each `plot_*` function takes the ledgers it shows (see study.ledger) and a
-path, and saves one PNG with report.figures' style. `draw_ledger_figures`
+path, and saves one PNG in report.plotting's style. `draw_ledger_figures`
 draws them for a run whose results contain ledgers and skips them otherwise.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
 
 from report.formatting import format_value, humanize_key
 from report.layout import ledger_hyperparameters_key
@@ -150,11 +150,30 @@ def _categories(entry: dict, values: list) -> list[str]:
     return [label for label in order if label in present]
 
 
-def _log_axis(axes: plt.Axes) -> None:
-    # Ticks at 1, 2 and 5 per decade, labelled as plain numbers: the report's
-    # style turns mathtext off, so the default "10^-3" labels would not render.
+def log_ticks(low: float, high: float) -> list[float]:
+    """Return the ticks at 1, 2 and 5 per decade within [low, high], or the two ends.
+
+    Past five such ticks only the powers of ten are kept. The ends, to two
+    significant digits, stand in when the range holds fewer than two ticks,
+    as a learning rate from 0.0011 to 0.0019 does.
+
+    >>> log_ticks(0.0008, 0.03), log_ticks(0.0011, 0.0019), log_ticks(1e-5, 0.2)
+    ([0.001, 0.002, 0.005, 0.01, 0.02], [0.0011, 0.0019], [1e-05, 0.0001, 0.001, 0.01, 0.1])
+    """
+    ticks = [float(f"{mantissa * 10.0 ** exponent:.1g}")
+             for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+             for mantissa in (1, 2, 5)]
+    inside = [tick for tick in ticks if low <= tick <= high]
+    if len(inside) > 5:
+        inside = [tick for tick in inside if f"{tick:.0e}".startswith("1")]
+    return inside if len(inside) >= 2 else [float(f"{low:.2g}"), float(f"{high:.2g}")]
+
+
+def _log_axis(axes: plt.Axes, values: list[float]) -> None:
+    # Labelled as plain numbers: the report's style turns mathtext off, so the
+    # default "10^-3" labels would not render.
     axes.set_xscale("log")
-    axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.set_xticks(log_ticks(min(values), max(values)))
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axes.xaxis.set_minor_formatter(NullFormatter())
 
@@ -170,7 +189,12 @@ def _hyperparameter_panel(axes: plt.Axes, entry: dict, trials: list[dict],
         sns.scatterplot(x=values, y=scores, hue=hues, palette=palette, legend=False, s=18,
                         ax=axes)
         if entry.get("log") and min(values) > 0:
-            _log_axis(axes)
+            _log_axis(axes, values)
+        else:
+            # At most four ticks, in compact notation, so that labels such as
+            # 0.00125 do not run into each other in a narrow panel.
+            axes.xaxis.set_major_locator(MaxNLocator(4, integer=entry["kind"] == "int"))
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
     else:
         labels = [format_value(value) for value in values]
         order = _categories(entry, values)
@@ -185,7 +209,8 @@ def _hyperparameter_panel(axes: plt.Axes, entry: dict, trials: list[dict],
     axes.set_title(plain(title[:1].upper() + title[1:], 28))
     axes.set_xlabel("")
     axes.set_ylabel("")
-    axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    # One decimal: the scores of a short search often lie within a few points.
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
 
 
 @styled

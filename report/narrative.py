@@ -460,8 +460,23 @@ def auc_comparison_sentence(results: dict) -> str | None:
     others = [f"{format_score(value)} for {the(models[key])}"
               for key, value in printed.items() if key != leaders[0]]
     word = "higher" if len(printed) == 2 else "highest"
-    return (f"{sentence_case(the(models[leaders[0]]))} has the {word} macro-average AUC, "
-            f"{format_score(printed[leaders[0]])} against {join_words(others)}.")
+    text = (f"{sentence_case(the(models[leaders[0]]))} has the {word} macro-average AUC, "
+            f"{format_score(printed[leaders[0]])} against {join_words(others)}")
+    if _auc_intervals_overlap(models, leaders[0]):
+        text += (", but the bootstrap intervals overlap, so the test images do not show this "
+                 "gap clearly")
+    return text + "."
+
+
+def _auc_intervals_overlap(models: dict, leader: str) -> bool:
+    """Tell whether the leader's macro-AUC interval overlaps any other model's."""
+    intervals = {key: (model.get("intervals") or {}).get("macro_auc")
+                 for key, model in models.items()}
+    if not intervals.get(leader):
+        return False
+    low = intervals[leader][0]
+    return any(interval and interval[1] >= low
+               for key, interval in intervals.items() if key != leader)
 
 
 # ---- Flip test-time augmentation ----------------------------------------------
@@ -536,8 +551,10 @@ def space_sentence(results: dict, model_key: str) -> str | None:
 def search_sentence(model: dict) -> str:
     """Summarise a model's Hyperband search: trials, their outcomes and the best trial."""
     search = model["search"]
-    text = (f"The search for {the(model)} ran {format_count(search.get('trials'), 'n/a')} "
-            f"trials in {format_seconds(search.get('seconds'))}")
+    trials = search.get("trials")
+    noun = "trial" if trials == 1 else "trials"
+    text = (f"The search for {the(model)} ran {format_count(trials, 'n/a')} "
+            f"{noun} in {format_seconds(search.get('seconds'))}")
     outcomes = _trial_outcomes(search)
     text += f", of which {join_words(outcomes)}." if outcomes else "."
     if search.get("best_val_accuracy") is not None:
@@ -1076,7 +1093,7 @@ def abstract_sentences(results: dict) -> list[str]:
     models = model_items(results)
     names = join_words([the(model) for _, model in models])
     used = data["used"]
-    return [
+    sentences = [
         f"This report compares {names} on {data['name']}.",
         (f"Each model was tuned with a Hyperband search, refit on "
          f"{format_count(used.get('train'))} training images with "
@@ -1085,11 +1102,18 @@ def abstract_sentences(results: dict) -> list[str]:
          f"(preset {config.get('preset')}, seed {config.get('seed')})."),
         winner_sentence(results),
     ]
+    cut = ledger.budget_summary(results)
+    if cut:
+        sentences.append(cut)
+    return sentences
 
 
 def conclusion_sentences(results: dict) -> list[str]:
     """Collect the conclusions, each a fact computed from the results."""
     sentences = [winner_sentence(results)]
+    cut = ledger.budget_summary(results)
+    if cut:
+        sentences.append(cut)
     auc = auc_comparison_sentence(results)
     if auc:
         sentences.append(auc)

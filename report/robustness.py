@@ -213,8 +213,8 @@ def method_sentences(results: dict) -> list[str]:
     return [
         f"Each model classified {sample_text(results)} again, once through a Gaussian low-pass "
         f"filter and once through the matching high-pass filter at each of the widths "
-        f"{_widths_text(_widths(results))} cycles per pixel. These are the filters of the "
-        f"exploration section.",
+        f"{_widths_text(_widths(results))} cycles per pixel. The filters are those of the "
+        f"exploration section, at more widths than its figures show.",
         "The filtered images are divided by 255 like the test images but not clipped, so a "
         "high-pass image has values around 0, while the models were trained on values between "
         "0 and 1.",

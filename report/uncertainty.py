@@ -283,9 +283,12 @@ def seeds_sentences(results: dict) -> list[str]:
             f"accuracy is {_mean_sd_accuracy(summary['accuracy'])} points and the "
             f"macro-average AUC {_mean_sd_score(summary['macro_auc'])} (mean ± sample "
             f"standard deviation).")
-    sentences.append(f"A seed sets the initial weights, the dropout masks, the shuffling and "
-                     f"the augmentation; the data split and the hyperparameters stay fixed. "
-                     f"Every other figure and table shows the refit with seed {seed}.")
+    augmentation = results["config"].get("augmentation") or {}
+    augmented = augmentation.get("flip") or (augmentation.get("translate_pixels") or 0) > 0
+    varied = ("the initial weights, the dropout masks, the shuffling and the augmentation"
+              if augmented else "the initial weights, the dropout masks and the shuffling")
+    sentences.append(f"A seed sets {varied}; the data split and the hyperparameters stay "
+                     f"fixed. Every other figure and table shows the refit with seed {seed}.")
     return sentences
 
 

@@ -120,7 +120,11 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class RecordedEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that records in the guard log when it stops a trial."""
+    """EarlyStopping that records in the guard log when it stops a trial.
+
+    A stop at the trial's last planned epoch cuts nothing short, so it is
+    not recorded: the trial trained every epoch it was given.
+    """
 
     def __init__(self, guard_name: str, guard_log: GuardLog, **kwargs):
         super().__init__(**kwargs)
@@ -129,7 +133,7 @@ class RecordedEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
-        if self.stopped_epoch > 0:
+        if 0 < self.stopped_epoch < self.params["epochs"] - 1:
             self.guard_log.record(self.guard_name, self.stopped_epoch + 1,
                                   f"no improvement of {self.monitor} for {self.patience} epochs")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from report import ledger as report_ledger
-from report.narrative import build_context
+from report.narrative import abstract_sentences, build_context, conclusion_sentences
 from report.render import render_html
 from report_fixture import make_run_dir
 from run_study import budget_minutes, parse_args
@@ -259,7 +259,7 @@ def test_schedule_and_outcome_sentences(searched):
         "time.")
     assert report_ledger.outcome_sentence(ledger) == (
         "Of these trials, 1 was promoted to the next round, 1 failed and 1 was stopped early "
-        "by a guard (validation-loss patience 1).")
+        "by a guard (1 by validation-loss patience).")
     assert report_ledger.shortfall_sentence(ledger) is None
 
 
@@ -284,7 +284,16 @@ def test_budget_sentences(searched, tmp_path):
     assert report_ledger.shortfall_sentence(cut) is None  # the budget explains the gap
     assert report_ledger.outcome_sentence(cut) == (
         "Of these trials, 0 were promoted to the next round, 0 failed and 1 was stopped early "
-        "by a guard (search budget 1).")
+        "by a guard (1 by search budget).")
+    # The abstract and the conclusions say so too.
+    results = json.loads((make_run_dir(tmp_path / "run") / "results.json").read_text())
+    assert report_ledger.budget_summary(results) is None
+    results["models"]["vit"]["search"]["ledger"] = cut
+    summary = ("The wall-clock search budget (--search-budget) cut the search of the ViT "
+               "after 2 of 6 planned trials, so the refit models come from a shortened search.")
+    assert report_ledger.budget_summary(results) == summary
+    assert summary in abstract_sentences(results)
+    assert summary in conclusion_sentences(results)
 
 
 def test_varying_hyperparameters_skip_constant(searched):

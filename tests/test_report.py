@@ -390,6 +390,8 @@ def test_auc_undefined_for_absent_class(tmp_path):
 
 def test_auc_comparison_names_higher(tmp_path):
     results = _fixture_results(tmp_path)
+    for model in results["models"].values():
+        del model["intervals"]  # without intervals, no caveat about their overlap
     results["models"]["cnn"]["roc"]["macro_auc"] = 0.91
     results["models"]["vit"]["roc"]["macro_auc"] = 0.9304
     assert narrative.auc_comparison_sentence(results) == (

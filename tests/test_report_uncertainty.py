@@ -109,3 +109,16 @@ def test_rendered_page_has_the_uncertainty_subsection(tmp_path):
     for caption in ("Paired comparison of the two models", "Every refit of the best",
                     "Recall per class with its bootstrap interval"):
         assert caption in html
+
+
+def test_auc_leader_with_overlapping_intervals_is_qualified(tmp_path):
+    results = _results(tmp_path)
+    models = results["models"]
+    models["cnn"]["roc"]["macro_auc"], models["vit"]["roc"]["macro_auc"] = 0.66, 0.60
+    models["cnn"]["intervals"]["macro_auc"] = [0.62, 0.70]
+    models["vit"]["intervals"]["macro_auc"] = [0.55, 0.63]
+    assert narrative.auc_comparison_sentence(results) == (
+        "The CNN has the higher macro-average AUC, 0.660 against 0.600 for the ViT, but the "
+        "bootstrap intervals overlap, so the test images do not show this gap clearly.")
+    models["vit"]["intervals"]["macro_auc"] = [0.55, 0.61]
+    assert narrative.auc_comparison_sentence(results).endswith("0.600 for the ViT.")

@@ -9,8 +9,9 @@ import pytest
 
 from study.config import SearchBudget
 from study.inputs import EpochOrder, make_dataset
-from study.search import (SearchError, _forget_trial_lines, hyperband_epoch_count,
-                          hyperband_trial_count, run_search)
+from study.ledger import read_json_lines
+from study.search import (GuardLog, RecordedEarlyStopping, SearchError, _forget_trial_lines,
+                          hyperband_epoch_count, hyperband_trial_count, run_search)
 
 
 def test_trial_count_by_hand():
@@ -165,3 +166,18 @@ def test_forget_trial_lines(tmp_path):
     _forget_trial_lines(path, "0001")
     assert [record["trial_id"] for record in map(json.loads, path.read_text().splitlines())] == [
         "0000"]
+
+
+@pytest.mark.parametrize("epochs, recorded", [(2, False), (4, True)])
+def test_early_stop_recorded_only_before_the_last_epoch(tmp_path, epochs, recorded):
+    # A learning rate of 0 keeps the loss flat, so patience 1 stops at the second epoch:
+    # the last planned one of a 2-epoch trial, two epochs early in a 4-epoch one.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+    guard_log = GuardLog(tmp_path / "guards.jsonl", "0000")
+    stopping = RecordedEarlyStopping("val_loss_patience", guard_log, monitor="loss", patience=1)
+    history = model.fit(np.zeros((4, 2)), np.ones(4), epochs=epochs, verbose=0,
+                        callbacks=[stopping])
+    assert len(history.history["loss"]) == 2
+    events = read_json_lines(tmp_path / "guards.jsonl")
+    assert bool(events) is recorded
