@@ -231,6 +231,13 @@ def render_only(args: argparse.Namespace) -> int:
         log.error("no results.json in %s: run the study first, or pass the --run-dir of "
                   "a finished run", args.run_dir)
         return 1
+    ignored = [option for option, value in (("--seeds", args.seeds),
+                                            ("--search-budget", args.search_budget))
+               if value is not None]
+    if ignored:
+        log.warning("--render-only redraws the results in %s as they are, so %s has no "
+                    "effect; drop --render-only to compute with it", args.run_dir,
+                    " and ".join(ignored))
     try:
         paths = render_report(args.run_dir, args.out, force=args.force)
     except (OutputFolderError, ReportRunFolderError) as err:

@@ -12,6 +12,7 @@ from PIL import Image
 
 import run_study
 from conftest import ROOT
+from report_fixture import make_run_dir
 from study.pipeline import RunFolder
 
 
@@ -141,3 +142,13 @@ def test_unknown_space_refused(capsys):
         run_study.parse_args(["--vit-space", "tiny"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'tiny'" in capsys.readouterr().err
+
+
+def test_render_only_warns_about_training_options(tmp_path, capsys):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    code = run_study.main(["--render-only", "--run-dir", str(run_dir), "--out",
+                           str(tmp_path / "site"), "--seeds", "4"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "--render-only redraws the results" in err
+    assert "so --seeds has no effect" in err
