@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, model in results["models"].items():
         log.info("%s: test accuracy %.4f, macro AUC %.4f", model["label"],
                  model["test"]["accuracy"], model["roc"]["macro_auc"])
+    from report.summary import summary_lines
+
+    print("\n".join(summary_lines(results)))
     print(f"site: {args.out / 'index.html'}")
     print(f"pdf:  {args.out / 'study.pdf'}")
     return 0

@@ -280,6 +280,13 @@ def test_ledger_in_results_site_pdf(smoke_run):
 def test_cli_prints_output_paths(smoke_run):
     work, completed, *_ = smoke_run
     assert f"site: {work / 'site' / 'index.html'}" in completed.stdout
+    # The summary table: a header, one row per model with its printed accuracy, the verdict.
+    results = json.loads((work / "site" / "results.json").read_text())
+    lines = completed.stdout.splitlines()
+    assert lines[0].startswith("model")
+    for row, model in zip(lines[1:3], results["models"].values()):
+        assert row.split()[:2] == [model["label"], f"{100 * model['test']['accuracy']:.1f}%"]
+    assert lines[3].startswith("verdict: ")
     assert "stage search_cnn: finished" in completed.stderr
     assert (work / "run" / "study.log").is_file()
 
