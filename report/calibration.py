@@ -15,7 +15,6 @@ As in report.narrative, every comparison is made on the values as printed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from report.formatting import (
     round_score,
 )
 from report.layout import mistakes_figure_key
-from report.plotting import WIDTH, hide_axes, palette, plain, save_figure, styled
+from report.plotting import WIDTH, image_grid, palette, plain, save_figure, styled
 from report.run_folder import mistake_images_key
 from report.tables import TableView, model_items
 
@@ -513,19 +512,9 @@ def plot_confident_mistakes(images: np.ndarray, mistakes: Sequence[dict], path: 
 
     `images` is (M, H, W, C) uint8, in the order of `mistakes`.
     """
-    count = len(mistakes)
-    columns = min(count, GALLERY_COLUMNS)
-    rows = math.ceil(count / columns)
     cell = WIDTH / GALLERY_COLUMNS
-    figure, grid = plt.subplots(rows, columns, figsize=(cell * columns, (cell + 0.5) * rows),
-                                squeeze=False)
-    for index, axes in enumerate(grid.flat):
-        hide_axes(axes)
-        if index >= count:
-            axes.set_visible(False)
-            continue
-        axes.imshow(images[index], interpolation="nearest")
-        axes.set_title(_gallery_title(mistakes[index]), fontsize=7)
+    figure = image_grid(images[:len(mistakes)], [_gallery_title(item) for item in mistakes],
+                        columns=GALLERY_COLUMNS, cell=(cell, cell + 0.5), fontsize=7)
     figure.subplots_adjust(wspace=0.1, hspace=0.55)
     save_figure(figure, path)
 

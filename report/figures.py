@@ -33,6 +33,7 @@ from report.plotting import (
     WIDTH,
     class_palette,
     hide_axes,
+    image_grid,
     palette,
     plain,
     save_figure,
@@ -85,18 +86,8 @@ def plot_pixel_histograms(counts: dict[str, Sequence[int]], path: Path) -> None:
 def plot_samples(images: np.ndarray, labels: Sequence[int], class_names: Sequence[str],
                  path: Path) -> None:
     """Draw one image per class in a grid, titled with the class name."""
-    count = len(images)
-    columns = min(count, 5)
-    rows = math.ceil(count / columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows),
-                                squeeze=False)
-    for index, axes in enumerate(grid.flat):
-        hide_axes(axes)
-        if index >= count:
-            axes.set_visible(False)
-            continue
-        axes.imshow(images[index], interpolation="nearest")
-        axes.set_title(short_title(class_names[int(labels[index])], 16), fontsize=8)
+    titles = [short_title(class_names[int(label)], 16) for label in labels]
+    figure = image_grid(images, titles, columns=5, cell=(1.3, 1.45), fontsize=8)
     save_figure(figure, path)
 
 

@@ -154,7 +154,7 @@ def log_ticks(low: float, high: float) -> list[float]:
     """Return the ticks at 1, 2 and 5 per decade within [low, high], or the two ends.
 
     Past five such ticks only the powers of ten are kept. The ends, to two
-    significant digits, stand in when the range holds fewer than two ticks,
+    significant digits, stand in when the range contains fewer than two ticks,
     as a learning rate from 0.0011 to 0.0019 does.
 
     >>> log_ticks(0.0008, 0.03), log_ticks(0.0011, 0.0019), log_ticks(1e-5, 0.2)

@@ -9,6 +9,7 @@ modules imports another.
 from __future__ import annotations
 
 import functools
+import math
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -91,3 +92,24 @@ def hide_axes(axes: plt.Axes) -> None:
     axes.set_yticks([])
     for spine in axes.spines.values():
         spine.set_visible(False)
+
+
+def image_grid(images, titles: list[str], columns: int, cell: tuple[float, float],
+               fontsize: float) -> plt.Figure:
+    """Draw images in rows of at most `columns`, each under its title, and return the figure.
+
+    `cell` is the width and height in inches given to each image with its title.
+    """
+    count = len(images)
+    columns = min(count, columns)
+    rows = math.ceil(count / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(cell[0] * columns, cell[1] * rows),
+                                squeeze=False)
+    for index, axes in enumerate(grid.flat):
+        hide_axes(axes)
+        if index >= count:
+            axes.set_visible(False)
+            continue
+        axes.imshow(images[index], interpolation="nearest")
+        axes.set_title(titles[index], fontsize=fontsize)
+    return figure

@@ -7,7 +7,7 @@ same test images (`comparison`). A winner is named only when three checks
 agree. The bootstrap interval of the accuracy gap excludes zero. McNemar's
 exact test rejects equal error rates at the interval's level. With two or
 more seeds per model, the mean accuracy over the seeds ranks the models the
-same way. Otherwise the report says there is no clear difference.
+same way. Otherwise the report states that there is no clear difference.
 
 A results.json written before these numbers existed has none of these
 keys; every function here then returns None and the report falls back to
@@ -143,7 +143,7 @@ def _printed_gap(leader: dict, runner_up: dict) -> float:
 
 
 def winner_sentence(results: dict) -> str | None:
-    """Name the more accurate model when the evidence supports it, else say it does not."""
+    """Name the more accurate model when the evidence supports it, else state why not."""
     found = verdict(results)
     if found is None:
         return None

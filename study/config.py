@@ -180,8 +180,8 @@ class RefitSettings:
     patience: int = 15  # EarlyStopping on val_accuracy, epochs
     batch_size: int = 128
     # Refits of the best configuration, each with its own seed (study seed,
-    # seed + 1, ...); the first is the model every figure shows, and all of
-    # them give the mean and standard deviation of the test scores.
+    # seed + 1, ...). Every figure shows the first, and all of them give the
+    # mean and standard deviation of the test scores.
     seeds: int = 1
 
 

@@ -93,7 +93,7 @@ def test_sigterm_ends_like_ctrl_c(tmp_path):
     assert RunFolder(tmp_path / "run").load_stage("exploration") is not None
 
 
-def test_original_spaces_no_tta_and_two_seeds_reach_the_results(tmp_path):
+def test_cli_options_reach_the_results(tmp_path):
     data = _tiny_tree(tmp_path / "data")
     run_dir = tmp_path / "run"
     code = run_study.main(["--preset", "smoke", "--data", str(data), "--run-dir", str(run_dir),

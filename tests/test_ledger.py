@@ -285,7 +285,7 @@ def test_budget_sentences(searched, tmp_path):
     assert report_ledger.outcome_sentence(cut) == (
         "Of these trials, 0 were promoted to the next round, 0 failed and 1 was stopped early "
         "by a guard (1 by search budget).")
-    # The abstract and the conclusions say so too.
+    # The abstract and the conclusions name the cut search too.
     results = json.loads((make_run_dir(tmp_path / "run") / "results.json").read_text())
     assert report_ledger.budget_summary(results) is None
     results["models"]["vit"]["search"]["ledger"] = cut

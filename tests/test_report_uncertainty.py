@@ -18,7 +18,7 @@ def test_p_value_format():
     assert uncertainty.format_p_value(1.0) == "p = 1"
 
 
-def test_clear_gap_names_the_winner_with_counts_and_p_value(tmp_path):
+def test_winner_named_on_clear_gap(tmp_path):
     # 200 test images, a gap of 15 points: 30 + 10 images right for one model
     # only, an interval of 11 to 19 points.
     results = _results(tmp_path, accuracies={"cnn": 0.5, "vit": 0.65})
@@ -36,7 +36,7 @@ def test_clear_gap_names_the_winner_with_counts_and_p_value(tmp_path):
     assert rows["Accuracy gap, ViT minus CNN (points)"] == "+15.0"
 
 
-def test_interval_through_zero_gives_no_clear_difference(tmp_path):
+def test_no_clear_difference_on_zero_interval(tmp_path):
     results = _results(tmp_path, accuracies={"cnn": 0.52, "vit": 0.5})
     sentence = narrative.winner_sentence(results)
     assert sentence.startswith("There is no clear difference between the CNN and the ViT "
@@ -47,7 +47,7 @@ def test_interval_through_zero_gives_no_clear_difference(tmp_path):
     assert "no clear difference" in narrative.abstract_sentences(results)[-1]
 
 
-def test_a_test_that_does_not_reject_blocks_the_winner(tmp_path):
+def test_winner_blocked_by_high_p_value(tmp_path):
     results = _results(tmp_path)
     results["comparison"].update(interval=[0.01, 0.12], p_value=0.2)
     found = uncertainty.verdict(results)
@@ -55,7 +55,7 @@ def test_a_test_that_does_not_reject_blocks_the_winner(tmp_path):
     assert "gives p = 0.2, not below 0.05" in narrative.winner_sentence(results)
 
 
-def test_seeds_that_rank_the_other_way_block_the_winner(tmp_path):
+def test_winner_blocked_by_seed_means(tmp_path):
     results = _results(tmp_path, accuracies={"cnn": 0.5, "vit": 0.65})
     results["models"]["cnn"]["seeds"]["accuracy"]["mean"] = 0.7
     assert not uncertainty.verdict(results).supported
@@ -76,7 +76,7 @@ def test_spread_over_seeds_sentence_and_tables(tmp_path):
     assert len(uncertainty.seeds_table(results).rows) == 6
 
 
-def test_one_seed_is_said_and_has_no_seed_table(tmp_path):
+def test_one_seed_has_no_seed_table(tmp_path):
     results = _results(tmp_path, seeds=1)
     text = narrative.uncertainty_sentence(results)
     assert "Each model was refit once, with seed" in text
@@ -93,7 +93,7 @@ def test_recall_intervals_table_has_a_row_per_class(tmp_path):
     assert table.groups == [("", 1), ("CNN", 2), ("ViT", 2)]
 
 
-def test_results_without_the_new_keys_keep_the_older_sentences(tmp_path):
+def test_legacy_results_keep_older_sentences(tmp_path):
     results = _results(tmp_path, legacy=True)
     assert uncertainty.verdict(results) is None
     assert narrative.winner_sentence(results).startswith("The CNN has the higher test accuracy")

@@ -79,8 +79,8 @@ def test_resampled_auc_by_hand():
     score = np.array([[.9, .1], [.6, .4], [.65, .35], [.2, .8]])
     values = _ResampledScores(y, score)(np.array([1, 1, 2, 1]))
     assert values[1] == pytest.approx(4 / 6)
-    # The predicted classes are 0, 0, 0, 1: right on 1 + 1 + 0 + 1 of the 5 draws;
-    # class 0 recalls both its draws, class 1 one of its three.
+    # The predicted classes are 0, 0, 0, 1, so 1 + 1 + 0 + 1 of the 5 draws are right.
+    # Class 0 recalls both its draws and class 1 one of its three.
     assert values[0] == pytest.approx(3 / 5)
     assert values[2:] == pytest.approx([1.0, 1 / 3])
 
