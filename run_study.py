@@ -148,7 +148,9 @@ def setup_logging(run_dir: Path | None) -> None:
     handlers = [logging.StreamHandler(sys.stderr)]
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(run_dir / "study.log"))
+        # The file comes first, so a line the terminal shows is already in
+        # study.log even when the process is killed right after showing it.
+        handlers.insert(0, logging.FileHandler(run_dir / "study.log"))
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
