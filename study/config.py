@@ -39,6 +39,9 @@ class FloatRange:
 SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd_nesterov", "rmsprop")
 SPACE_NAMES = ("modern", "original")
+CNN_POOLINGS = ("flatten", "global_average")
+VIT_POOLINGS = ("flatten", "global_average", "class_token")
+VIT_STEMS = ("patches", "conv")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
+from study.config import CNN_POOLINGS as POOLINGS
 from study.config import CNNSpace
 from study.models.optimizers import StudyHyperModel, compile_model, float_hp, int_hp
 
@@ -19,7 +20,6 @@ from study.models.optimizers import StudyHyperModel, compile_model, float_hp, in
 # few hundred steps the moving statistics still lag the weights and test
 # accuracy sits near chance; 0.9 tracks them within ~10 batches.
 BATCH_NORM_MOMENTUM = 0.9
-POOLINGS = ("flatten", "global_average")
 
 
 def _choice(hp: kt.HyperParameters, name: str, values) -> object:

@@ -16,13 +16,12 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
+from study.config import VIT_POOLINGS as POOLINGS
+from study.config import VIT_STEMS as STEMS
 from study.config import ViTSpace
 from study.models.cnn import BATCH_NORM_MOMENTUM
 from study.models.layers import ClassToken, Patches, TokenPositions
 from study.models.optimizers import StudyHyperModel, compile_model, float_hp, int_hp
-
-STEMS = ("patches", "conv")
-POOLINGS = ("flatten", "global_average", "class_token")
 
 
 def valid_patch_sizes(candidates, image_side: int) -> list[int]:
