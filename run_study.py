@@ -19,11 +19,29 @@ import time
 from pathlib import Path
 
 from study.accelerator import SWITCHES
-from study.config import PRESETS, SPACE_NAMES, AcceleratorSettings, build_config
-from study.pipeline import RESTART_CHOICES
+from study.config import PRESETS, SPACE_NAMES
+from study.config_file import config_listing, read_config_file, resolve_config
+from study.pipeline import RESTART_CHOICES, STAGE_CHOICES
+
+PAGE_SIZES = ("A4", "Letter")  # the sizes report.render accepts
 from study.stop import stop_on_signals
 
 log = logging.getLogger("run_study")
+
+
+EPILOG = """\
+examples:
+  python run_study.py --quick --data cifar10-jpeg.tar.xz
+  python run_study.py --preset full --config my_study.toml
+  python run_study.py --stages exploration          # data and exploration only
+  python run_study.py --render-only --page-size Letter
+
+A TOML config file (--config) overrides any setting of the preset by its
+dotted name, for example [cnn.refit] max_epochs = 10, or a search space
+under [cnn_space] and [vit_space]. Each run stores its resolved config in
+RUN_DIR/config.toml, which --config reads back. Options on the command line
+override the file.
+"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,15 +49,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Tune, train and compare a CNN and a Vision Transformer on an "
                     "image-classification data set, and write the study as a static "
                     "site and a PDF.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--preset", choices=PRESETS, default="quick",
+        "--preset", choices=PRESETS, default=None,
         help="size of the study: 'smoke' (a few hundred images, one or two epochs, for "
-             "tests), 'quick' (about 8 minutes on a 2-core CPU), 'full' (searches on 20,000 "
-             "images and refits on all, for a GPU; many hours on a CPU). Default: quick")
-
+             "tests; about a minute), 'quick' (about 13 minutes on a 2-core CPU), 'full' "
+             "(searches on 20,000 images and refits on all, for a GPU; many hours on a "
+             "CPU). Default: the config file's preset, else quick")
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick",
                         help="short for --preset quick")
+    parser.add_argument(
+        "--config", default=None, type=Path, metavar="FILE",
+        help="TOML file whose values override the preset's settings and search spaces "
+             "(see below). Default: none")
     parser.add_argument(
         "--data", default=None, metavar="PATH",
         help="a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a class-folder "
@@ -54,28 +77,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="replace --out even when it contains files the report does "
                              "not write (they are deleted; a folder with .git is refused)")
     parser.add_argument("--run-dir", default=None, type=Path, metavar="DIR",
-                        help="folder for tuner state, models, logs and results.json "
-                             "(default: runs/<preset>/); a rerun continues from it")
+                        help="folder for tuner state, models, study.log, config.toml and "
+                             "results.json; a rerun continues from it. Default: "
+                             "runs/<preset>")
     parser.add_argument(
         "--restart", choices=RESTART_CHOICES, default=None, metavar="STAGE",
         help="recompute STAGE and the stages after it instead of reusing them from the run "
              "folder, e.g. after changing its settings: all, exploration, search, refit, "
              "evaluation, seeds (both models), or one model's search_cnn, refit_cnn, "
              "evaluation_cnn, seeds_cnn, search_vit, refit_vit, evaluation_vit, seeds_vit")
+    parser.add_argument(
+        "--stages", type=stage_list, default=None, metavar="LIST",
+        help="run only these stages (comma-separated names from --list-stages, e.g. "
+             "exploration or search,refit_cnn) and the stages they need; finished stages "
+             "are reused. The report is rendered only when 'report' is listed. Default: "
+             "every stage")
+    parser.add_argument("--list-stages", action="store_true",
+                        help="list the stages, what each needs and whether the run folder "
+                             "has it finished, then exit")
     parser.add_argument("--render-only", action="store_true",
                         help="rebuild the site and PDF from the run folder's results.json "
                              "and saved arrays, without loading data or training")
+    parser.add_argument("--page-size", choices=PAGE_SIZES, default="A4",
+                        help="paper size of the PDF. Default: A4")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only warnings, errors and the final summary on the "
+                             "terminal; study.log in the run folder still gets every line")
     parser.add_argument("--seed", default=None, type=int, metavar="N",
                         help="random seed for sampling, splits, shuffling and weights "
-                             "(default: 42)")
+                             "(default: the config file's seed, else 42)")
 
-    parser.add_argument("--cnn-space", choices=SPACE_NAMES, default="modern",
+    parser.add_argument("--cnn-space", choices=SPACE_NAMES, default=None,
                         help="CNN search space: 'modern' (current practice; in the full "
                              "preset batch norm, residual blocks, global average pooling, "
                              "AdamW or Nesterov SGD with weight decay, warm-up and cosine "
                              "decay, label smoothing; reduced in smaller presets) or "
                              "'original' (the 2024 notebook's space). Default: modern")
-    parser.add_argument("--vit-space", choices=SPACE_NAMES, default="modern",
+    parser.add_argument("--vit-space", choices=SPACE_NAMES, default=None,
                         help="ViT search space: 'modern' (in the full preset small patches, "
                              "a dense or convolutional stem, mean or class-token readout, "
                              "stochastic depth, AdamW with warm-up and cosine decay, label "
@@ -85,14 +123,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="refits of each model's best configuration, with seeds SEED, "
                              "SEED+1, ...: the report gives the mean and standard deviation "
                              "of their test scores. Default: 1 (smoke), 3 (quick), 5 (full)")
-    parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false",
+    parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_const", const=False,
+                        default=None,
                         help="skip the second test pass on mirrored images (flip test-time "
-                             "augmentation, reported beside the plain scores)")
-    parser.add_argument("--mixed-precision", choices=SWITCHES, default="auto",
+                             "augmentation, reported beside the plain scores). Default: "
+                             "flip TTA on")
+    parser.add_argument("--mixed-precision", choices=SWITCHES, default=None,
                         help="train in 16-bit floats with float32 weights (bfloat16 when forced "
                              "on a CPU); 'auto' turns it on only when TensorFlow finds a "
                              "GPU. Default: auto")
-    parser.add_argument("--xla", choices=SWITCHES, default="auto",
+    parser.add_argument("--xla", choices=SWITCHES, default=None,
                         help="compile training steps with XLA; 'auto' turns it on only when "
                              "TensorFlow finds a GPU. Default: auto")
     parser.add_argument("--search-budget", type=budget_minutes, default=None,
@@ -105,9 +145,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.render_only and args.restart:
         parser.error("--render-only never trains, so --restart has nothing to recompute; "
                      "pass one of them")
-    if args.run_dir is None:
-        args.run_dir = Path("runs") / args.preset
+    if args.render_only and args.stages:
+        parser.error("--render-only only renders the report, so --stages has nothing to "
+                     "run; pass one of them")
     return args
+
+
+def stage_list(text: str) -> list[str]:
+    """Parse --stages: comma-separated names from STAGE_CHOICES."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STAGE_CHOICES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"invalid stage {', '.join(map(repr, unknown)) or repr(text)}: choose from "
+            f"{', '.join(STAGE_CHOICES)} (see --list-stages)")
+    return names
 
 
 def with_seed_count(config, count: int):
@@ -142,10 +194,16 @@ def with_search_budget(config, minutes: float):
         for name, settings in (("cnn", config.cnn), ("vit", config.vit))})
 
 
-def setup_logging(run_dir: Path | None) -> None:
-    """Log to the terminal and, with a run folder, to its study.log."""
+def setup_logging(run_dir: Path | None, quiet: bool = False) -> None:
+    """Log to the terminal and, with a run folder, to its study.log.
+
+    With `quiet`, the terminal shows warnings and errors only; study.log
+    always gets every line from INFO up.
+    """
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stderr)]
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(logging.WARNING if quiet else logging.INFO)
+    handlers = [terminal]
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         # The file comes first, so a line the terminal shows is already in
@@ -159,32 +217,60 @@ def setup_logging(run_dir: Path | None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def build_study_config(args: argparse.Namespace):
+    """Resolve the config: preset, then the --config file, then command-line options.
+
+    Raises ValueError (ConfigError for the file) naming the bad value.
+    """
+    table = read_config_file(args.config) if args.config else {}
+    config = resolve_config(table, preset=args.preset, cnn_space=args.cnn_space,
+                            vit_space=args.vit_space, source=str(args.config or "config"))
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
+        config = dataclasses.replace(config, seed=args.seed)
+    if args.flip_tta is not None:
+        config = dataclasses.replace(config, evaluation=dataclasses.replace(
+            config.evaluation, flip_tta=args.flip_tta))
+    accelerator = {key: value for key, value in (("mixed_precision", args.mixed_precision),
+                                                 ("xla", args.xla)) if value is not None}
+    if accelerator:
+        config = dataclasses.replace(config, accelerator=dataclasses.replace(
+            config.accelerator, **accelerator))
+    if args.seeds is not None:
+        config = with_seed_count(config, args.seeds)
+    if args.search_budget is not None:
+        config = with_search_budget(config, args.search_budget)
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Quiet TensorFlow's C++ start-up banner, because the study's own log reports the stages.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        config = build_config(args.preset, args.seed, cnn_space=args.cnn_space,
-                              vit_space=args.vit_space)
-        config = dataclasses.replace(
-            config, evaluation=dataclasses.replace(config.evaluation, flip_tta=args.flip_tta),
-            accelerator=AcceleratorSettings(args.mixed_precision, args.xla))
-        if args.seeds is not None:
-            config = with_seed_count(config, args.seeds)
-        if args.search_budget is not None:
-            config = with_search_budget(config, args.search_budget)
+        config = build_study_config(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.run_dir is None:
+        args.run_dir = Path("runs") / config.preset
+    if args.list_stages:
+        from study.pipeline import stage_table
+
+        print(stage_table(args.run_dir))
+        return 0
     if args.render_only:
-        setup_logging(None)
+        setup_logging(None, args.quiet)
         return render_only(args)
     try:
-        setup_logging(args.run_dir)
+        setup_logging(args.run_dir, args.quiet)
     except OSError as err:
         print(f"error: cannot write the run folder {args.run_dir} ({err.strerror or err}); "
               "make it writable or choose another --run-dir", file=sys.stderr)
         return 1
+    log.info("resolved config (stored in %s once the data are checked):\n%s",
+             args.run_dir / "config.toml", config_listing(config))
 
     from report.render import OutputFolderError
     from study.data import DataError
@@ -198,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         # Schedulers stop jobs with SIGTERM; it ends the run like Ctrl-C does.
         with stop_on_signals():
             results = run_study(config, args.data, args.run_dir, args.out,
-                                force_out=args.force, restart=args.restart)
+                                force_out=args.force, restart=args.restart,
+                                stages=args.stages, page_size=args.page_size)
     except (DataError, RunFolderError, SearchError, SearchSpaceChanged,
             OutputFolderError) as err:
         log.error("%s", err)
@@ -215,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted; run the same command again to continue from the finished "
                   "stages, search trials and refit epochs in %s", args.run_dir)
         return 128 + getattr(interrupt, "signum", signal.SIGINT)
+    if results is None:
+        print(f"stages {', '.join(args.stages)} finished in {args.run_dir}; run without "
+              "--stages to finish the study and render the report (finished stages are "
+              "reused)")
+        return 0
     log.info("study finished in %.1f s", time.monotonic() - start)
     for name, model in results["models"].items():
         log.info("%s: test accuracy %.4f, macro AUC %.4f", model["label"],
@@ -244,7 +336,8 @@ def render_only(args: argparse.Namespace) -> int:
                     "effect; drop --render-only to compute with it", args.run_dir,
                     " and ".join(ignored))
     try:
-        paths = render_report(args.run_dir, args.out, force=args.force)
+        paths = render_report(args.run_dir, args.out, page_size=args.page_size,
+                              force=args.force)
     except (OutputFolderError, ReportRunFolderError) as err:
         log.error("%s", err)
         return 1

@@ -22,6 +22,7 @@ import numpy as np
 
 from study import exploration
 from study.config import StudyConfig, to_dict
+from study.config_file import config_toml
 from study.data import check_trainable, load_dataset, subsample
 from study.files import write_text_atomically
 from study.results import SCHEMA_VERSION, environment, validate, write_results
@@ -31,6 +32,7 @@ from study.uncertainty import paired_comparison
 log = logging.getLogger(__name__)
 
 MODEL_LABELS = {"cnn": "CNN", "vit": "ViT"}
+CONFIG_FILE = "config.toml"  # the resolved config, stored in the run folder
 
 
 def seeds_dir(run_dir: Path, name: str) -> Path:
@@ -55,6 +57,17 @@ _LATER_STEPS = {"search": ("refit", "evaluation", "seeds"), "refit": ("evaluatio
                 "evaluation": (), "seeds": ()}
 STAGES = ("exploration",) + tuple(f"{step}_{name}" for name in MODELS for step in STEPS)
 RESTART_CHOICES = ("all", "exploration", *STEPS) + STAGES[1:]
+# Names that --stages accepts: a stage, a step of both models, or the
+# report (which needs every stage).
+STAGE_CHOICES = ("exploration", *STEPS) + STAGES[1:] + ("report",)
+STAGE_DESCRIPTIONS = {
+    "exploration": "class balance, pixel histograms, samples, Fourier spectra and filters",
+    "search": "Hyperband search of the model's hyperparameters",
+    "refit": "training of the best configuration on the whole training sample",
+    "evaluation": "test metrics, ROC, intervals, calibration and frequency robustness",
+    "seeds": "refits with further seeds for the spread of the test scores",
+    "report": "comparison, results.json, the site and the PDF",
+}
 
 
 def downstream(stage: str) -> list[str]:
@@ -83,6 +96,52 @@ def restart_stages(choice: str | None) -> list[str]:
     roots = [f"{choice}_{name}" for name in MODELS] if choice in STEPS else [choice]
     chosen = {stage for root in roots for stage in downstream(root)}
     return [stage for stage in STAGES if stage in chosen]
+
+
+def planned_stages(requested: list[str] | None) -> list[str]:
+    """Expand --stages names into the stages to run, with the stages they need, in run order.
+
+    A model's step needs the model's earlier steps, and the report needs
+    every stage, so the result ends with "report" only when it is complete.
+
+    >>> planned_stages(["refit_vit"])
+    ['search_vit', 'refit_vit']
+    >>> planned_stages(["exploration", "evaluation"])[-2:]
+    ['refit_vit', 'evaluation_vit']
+    """
+    if requested is None or "report" in requested:
+        return [*STAGES, "report"]
+    chosen = set()
+    for name in requested:
+        if name not in STAGE_CHOICES:
+            raise ValueError(f"unknown stage {name!r}: choose from {', '.join(STAGE_CHOICES)}")
+        for stage in ([f"{name}_{model}" for model in MODELS] if name in STEPS else [name]):
+            chosen.add(stage)
+            if stage != "exploration":
+                step, model = stage.split("_")
+                chosen.update(f"{earlier}_{model}" for earlier in STEPS[:STEPS.index(step)])
+    return [stage for stage in STAGES if stage in chosen]
+
+
+def stage_table(run_dir: Path) -> str:
+    """Return the --list-stages text: each stage, what it computes, and its state in `run_dir`."""
+    run = RunFolder(Path(run_dir))
+    lines = [f"stages of a study, in run order (state in {run_dir}):"]
+    for stage in (*STAGES, "report"):
+        if stage == "report":
+            state = "done" if (run.root / "results.json").exists() else "not done"
+        elif run.stage_file(stage).exists():
+            state = "finished"
+        elif any(path.exists() for path in run.stage_outputs(stage)):
+            state = "partial"
+        else:
+            state = "not run"
+        step = stage.split("_")[0]
+        lines.append(f"  {stage:<16} {state:<13} {STAGE_DESCRIPTIONS[step]}")
+    lines.append("A model's seeds stage runs only when --seeds or the preset asks for more "
+                 "than one refit. Steps without a model suffix (search, refit, evaluation, "
+                 "seeds) name both models' stages.")
+    return "\n".join(lines)
 
 
 def stages_affected(key: str) -> list[str]:
@@ -227,6 +286,7 @@ class Manifest:
                  restart: str | None = None):
         self.run = run
         self.path = run.root / "manifest.json"
+        self.resolved = config
         self.config = to_dict(config)
         self.digest = config_hash(config)
         self.data_path = data_path
@@ -279,6 +339,8 @@ class Manifest:
         record = {"config_hash": self.digest, "config": self.config, "data": self.data_path,
                   "data_fingerprint": fingerprint, "created": created}
         write_text_atomically(self.path, json.dumps(record, indent=1))
+        # The resolved config in the form --config reads, to rerun or vary the study.
+        write_text_atomically(self.run.root / CONFIG_FILE, config_toml(self.resolved))
 
 
 class Heartbeat:
@@ -391,13 +453,19 @@ def compare_models(run: RunFolder, config: StudyConfig) -> dict:
 
 def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
               out_dir: Path | None, *, force_out: bool = False,
-              restart: str | None = None) -> dict:
+              restart: str | None = None, stages: list[str] | None = None,
+              page_size: str = "A4") -> dict | None:
     """Run every stage, write results.json, render the site and PDF into `out_dir`.
 
     Returns the results dict. With `out_dir` None the report is not rendered.
     `restart` (a RESTART_CHOICES value) recomputes those stages and the ones
-    after them instead of reusing their outputs.
+    after them instead of reusing their outputs. `stages` (STAGE_CHOICES
+    names) runs only those stages and the ones they need; unless that
+    includes "report", nothing after them runs and None is returned.
     """
+    planned = planned_stages(stages)
+    if "report" not in planned:
+        out_dir = None  # no report, so the output folder is neither checked nor written
     started = time.monotonic()
     run = RunFolder(Path(run_dir))
     manifest = Manifest(run, config, data_path, restart)
@@ -429,7 +497,9 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         np.savez_compressed(run.root / "exploration.npz", **arrays)
         return numbers
 
-    explored = timer.cached(run, "exploration", explore)
+    explored = timer.cached(run, "exploration", explore) if "exploration" in planned else None
+    if not any(stage.split("_")[0] in STEPS for stage in planned):
+        return _partial_run(run, planned, config)
 
     # Imported here so that loading and exploring data works without TensorFlow
     # being imported, and `--help` stays fast.
@@ -440,8 +510,12 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
 
     models = {}
     for name in ("cnn", "vit"):
-        models[name] = train_and_evaluate(name, prepared, config, run, timer)
-        models[name]["label"] = MODEL_LABELS[name]
+        steps = [stage.split("_")[0] for stage in planned if stage.endswith(f"_{name}")]
+        models[name] = train_and_evaluate(name, prepared, config, run, timer, steps)
+        if models[name] is not None:
+            models[name]["label"] = MODEL_LABELS[name]
+    if "report" not in planned:
+        return _partial_run(run, planned, config)
 
     with timer.stage("comparison"):
         comparison = compare_models(run, config)
@@ -455,6 +529,7 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         "data": {
             "name": dataset.name,
             "source": dataset.display_source,
+            "fingerprint": fingerprint,
             "class_names": list(dataset.class_names),
             "image_shape": list(dataset.image_shape),
             "available": {"train": int(len(full.y_train)), "test": int(len(full.y_test))},
@@ -481,5 +556,17 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         from report.render import render_report
 
         with timer.stage("report"):
-            render_report(run.root, Path(out_dir), force=force_out)
+            render_report(run.root, Path(out_dir), page_size=page_size, force=force_out)
     return results
+
+
+def _partial_run(run: RunFolder, planned: list[str], config: StudyConfig) -> None:
+    """Log which stages a --stages run left for later; return None (no results)."""
+    finished = [stage for stage in STAGES if run.stage_file(stage).exists()]
+    # A seeds stage exists only when more than one refit per model is asked for.
+    needed = [stage for stage in STAGES if not stage.startswith("seeds_")
+              or config.model_settings(stage.split("_")[1]).refit.seeds > 1]
+    left = [stage for stage in needed if stage not in finished]
+    log.info("ran the stages %s; finished in %s: %s; still to run: %s", ", ".join(planned),
+             run.root, ", ".join(finished) or "none", ", ".join(left) or "none")
+    return None

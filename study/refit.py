@@ -24,6 +24,7 @@ import keras_tuner as kt
 from study.config import RefitSettings
 from study.files import write_text_atomically
 from study.models.optimizers import schedule_length
+from study.progress import refit_progress
 
 log = logging.getLogger(__name__)
 
@@ -120,24 +121,34 @@ class RefitBackup(keras.callbacks.BackupAndRestore):
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Log one line per epoch with the metrics and the epoch's wall time."""
+    """Log one line per epoch with the metrics, the epoch's wall time and the time left."""
 
     def __init__(self, name: str, max_epochs: int):
         super().__init__()
         self.name = name
         self.max_epochs = max_epochs
         self._start = 0.0
+        self._train_start = 0.0
+        self._epochs_this_run = 0
+
+    def on_train_begin(self, logs=None):
+        self._train_start = time.monotonic()
+        self._epochs_this_run = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        self._epochs_this_run += 1
+        now = time.monotonic()
         log.info("%s refit epoch %d/%d: loss %.4f, accuracy %.4f, val_loss %.4f, "
-                 "val_accuracy %.4f, %.1f s", self.name, epoch + 1, self.max_epochs,
+                 "val_accuracy %.4f, %.1f s; %s", self.name, epoch + 1, self.max_epochs,
                  logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
                  logs.get("val_loss", float("nan")), logs.get("val_accuracy", float("nan")),
-                 time.monotonic() - self._start)
+                 now - self._start,
+                 refit_progress(epoch + 1, self.max_epochs, now - self._train_start,
+                                self._epochs_this_run))
 
 
 def refit(name: str, hypermodel: kt.HyperModel, best_hp: kt.HyperParameters,

@@ -37,9 +37,10 @@ import numpy as np
 
 from study.config import SearchBudget
 from study.files import write_text_atomically
-from study.ledger import (BUDGET_GUARD, GUARD_FILE, NAN_GUARD, RUNS_FILE, build_ledger,
-                          hyperband_rounds, read_json_lines)
+from study.ledger import (BUDGET_GUARD, GUARD_FILE, NAN_GUARD, RUNS_FILE,
+                          build_ledger, hyperband_rounds, read_json_lines)
 from study.models.optimizers import schedule_length
+from study.progress import search_progress
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,21 @@ class StudyHyperband(kt.Hyperband):
                  self.project_name, trial.trial_id, trial.status, score,
                  values.get("tuner/epochs", 0), values.get("tuner/bracket"),
                  values.get("tuner/round"), seconds)
+        self._log_progress()
+
+    def _log_progress(self) -> None:
+        """Log the trials done of the schedule, the best score so far and the time left."""
+        runs = read_json_lines(self.runs_path)
+        best = self.oracle.get_best_trials(1)
+        budget = self.budget
+        minutes = self.clock.minutes
+        log.info("%s", search_progress(
+            self.project_name, len(runs),
+            hyperband_trial_count(budget.max_epochs, budget.factor, budget.iterations),
+            best[0].score if best else None, self.clock.seconds(),
+            sum(record.get("epochs_trained") or 0 for record in runs),
+            hyperband_epoch_count(budget.max_epochs, budget.factor, budget.iterations),
+            None if minutes is None else 60.0 * minutes))
 
 
 def _forget_trial_lines(path: Path, trial_id: str) -> None:

@@ -27,8 +27,8 @@ from study.files import write_text_atomically
 from study.inputs import EpochOrder, make_dataset, validation_split
 from study.models.cnn import CNNHyperModel
 from study.models.vit import ViTHyperModel
-from study.refit import backup_dir, refit
 from study.pipeline import seeds_dir
+from study.refit import backup_dir, refit
 from study.robustness import evaluate_robustness
 from study.search import run_search
 from study.stop import raise_if_requested
@@ -125,12 +125,16 @@ def build_hypermodel(name: str, config: StudyConfig, prepared: PreparedData) -> 
 
 
 def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, run,
-                       timer) -> dict:
+                       timer, steps=("search", "refit", "evaluation", "seeds")) -> dict | None:
     """Search, refit and evaluate model `name`; return its results.json entry.
 
     `timer.cached(run, stage, compute)` runs each step once per run folder
-    and reuses its saved record afterwards.
+    and reuses its saved record afterwards. Only the `steps` named run (each
+    needs the ones before it); when one is left out, the steps after it are
+    skipped and None is returned.
     """
+    if "search" not in steps:
+        return None
     settings = config.model_settings(name)
     hypermodel = build_hypermodel(name, config, prepared)
 
@@ -149,6 +153,8 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
     # The stage time includes earlier, interrupted runs of the search.
     searched["summary"]["seconds"] = timer.seconds[f"search_{name}"]
     best_hp = kt.HyperParameters.from_config(searched["hyperparameters_config"])
+    if "refit" not in steps:
+        return None
 
     trained = {}  # the refit model, when this invocation trains it
 
@@ -168,6 +174,8 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
     refitted["seconds"] = timer.seconds[f"refit_{name}"]
     # The stage record now contains the refit; its epoch backup is no longer needed.
     shutil.rmtree(backup_dir(run.root, name), ignore_errors=True)
+    if "evaluation" not in steps:
+        return None
 
     def evaluate() -> dict:
         model = trained.get("model") or keras.models.load_model(run.root / refitted["model_file"])
@@ -206,6 +214,9 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
     if "flip_tta" in evaluated:
         log.info("%s test with flip TTA: accuracy %.4f, macro AUC %.4f", name,
                  evaluated["flip_tta"]["accuracy"], evaluated["flip_tta"]["macro_auc"])
+
+    if "seeds" not in steps:
+        return None
 
     def refit_more_seeds() -> dict:
         return {"runs": [refit_with_seed(name, seed, hypermodel, best_hp, prepared, config, run)

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,3 +153,80 @@ def test_render_only_warns_about_training_options(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--render-only redraws the results" in err
     assert "so --seeds has no effect" in err
+
+
+def test_stages_exploration_only_quiet(tmp_path, capsys):
+    data = _tiny_tree(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    code = run_study.main(["--preset", "smoke", "--data", str(data), "--run-dir", str(run_dir),
+                           "--out", str(tmp_path / "site"), "--stages", "exploration",
+                           "--quiet"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert " INFO " not in captured.err
+    assert "stages exploration finished in" in captured.out
+    assert (run_dir / "stages" / "exploration.json").is_file()
+    assert not (run_dir / "stages" / "search_cnn.json").exists()
+    assert not (run_dir / "results.json").exists()
+    assert not (tmp_path / "site").exists()
+    log_text = (run_dir / "study.log").read_text()
+    assert "resolved config" in log_text
+    assert "still to run: search_cnn" in log_text
+    assert (run_dir / "config.toml").is_file()
+
+
+def test_list_stages_shows_run_folder_state(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).save_stage("exploration", {"seconds": 1.0, "record": {}})
+    assert run_study.main(["--list-stages", "--run-dir", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"state in {run_dir}" in out
+    assert "exploration      finished" in out
+    assert "search_cnn       not run" in out
+    assert "report" in out
+
+
+def test_unknown_stage_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_study.parse_args(["--stages", "exploration,plots"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid stage 'plots'" in err
+    assert "see --list-stages" in err
+
+
+def test_render_only_with_stages_refused(capsys):
+    with pytest.raises(SystemExit):
+        run_study.parse_args(["--render-only", "--stages", "report"])
+    assert "--stages has nothing to run" in capsys.readouterr().err
+
+
+def test_render_only_letter_page_size(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run", class_names=("a", "b"))
+    code = run_study.main(["--render-only", "--run-dir", str(run_dir), "--out",
+                           str(tmp_path / "site"), "--page-size", "Letter", "--quiet"])
+    assert code == 0
+    if shutil.which("pdfinfo") is None:
+        pytest.skip("pdfinfo (poppler-utils) is not installed")
+    info = subprocess.run(["pdfinfo", str(tmp_path / "site" / "study.pdf")],
+                          capture_output=True, text=True, check=True).stdout
+    assert "612 x 792 pts" in info
+
+
+def test_page_sizes_match_renderer():
+    from report.render import PAGE_SIZES
+
+    assert run_study.PAGE_SIZES == PAGE_SIZES
+
+
+def test_help_gives_every_option_a_default_or_switch(capsys):
+    with pytest.raises(SystemExit):
+        run_study.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--preset", "--config", "--data", "--out", "--run-dir", "--stages",
+                   "--page-size", "--seed", "--cnn-space", "--vit-space", "--seeds",
+                   "--no-flip-tta", "--mixed-precision", "--xla", "--search-budget"):
+        assert option in text
+    assert text.count("Default") >= 14
+    assert "minutes" in text
+    assert "config.toml" in text

@@ -4,6 +4,7 @@ import os
 import signal
 import sys
 import time
+import tomllib
 import weakref
 
 import numpy as np
@@ -11,9 +12,11 @@ import pytest
 
 from study.config import build_config
 from study.data import ImageDataset
-from study.pipeline import (STAGES, Heartbeat, Manifest, RunFolder, RunFolderError,
-                            StageTimer, changed_keys, data_fingerprint, downstream,
-                            restart_stages, stages_affected)
+from study.config_file import resolve_config
+from study.pipeline import (CONFIG_FILE, STAGES, Heartbeat, Manifest, RunFolder,
+                            RunFolderError, StageTimer, changed_keys, data_fingerprint,
+                            downstream, planned_stages, restart_stages, stage_table,
+                            stages_affected)
 from study.stop import StopRequested, raise_if_requested, stop_on_signals
 
 
@@ -69,6 +72,45 @@ def test_same_config_accepted_and_created_kept(tmp_path):
     assert again.restart == []
     assert (run.root / "manifest.json").read_text() == created
     assert first.present == []
+
+
+def test_commit_stores_config_toml(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke", 5, cnn_space="original")
+    _manifest(run, config)
+    stored = tomllib.loads((run.root / CONFIG_FILE).read_text())
+    assert resolve_config(stored) == config
+
+
+@pytest.mark.parametrize(("requested", "expected"), [
+    (None, [*STAGES, "report"]),
+    (["report"], [*STAGES, "report"]),
+    (["exploration"], ["exploration"]),
+    (["search_cnn"], ["search_cnn"]),
+    (["seeds_vit"], ["search_vit", "refit_vit", "evaluation_vit", "seeds_vit"]),
+    (["refit"], ["search_cnn", "refit_cnn", "search_vit", "refit_vit"]),
+    (["evaluation_cnn", "exploration"],
+     ["exploration", "search_cnn", "refit_cnn", "evaluation_cnn"]),
+])
+def test_planned_stages_add_needed(requested, expected):
+    assert planned_stages(requested) == expected
+
+
+def test_planned_stages_unknown_name():
+    with pytest.raises(ValueError, match="unknown stage 'plots'"):
+        planned_stages(["plots"])
+
+
+def test_stage_table_states(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    _finish(run, "exploration")
+    (run.root / "search" / "cnn").mkdir(parents=True)
+    lines = stage_table(run.root).splitlines()
+    states = {line.split()[0]: line.split()[1] for line in lines[1:11]}
+    assert states["exploration"] == "finished"
+    assert states["search_cnn"] == "partial"
+    assert states["refit_cnn"] == "not"
+    assert lines[10].split()[:3] == ["report", "not", "done"]
 
 
 def test_changed_refit_setting_names_key_and_stage(tmp_path):
