@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="recompute STAGE and the stages after it instead of reusing them from the run "
              "folder, e.g. after changing its settings: all, exploration, search, refit, "
              "evaluation, seeds (both models), or one model's search_cnn, refit_cnn, "
-             "evaluation_cnn, seeds_cnn, search_vit, refit_vit, evaluation_vit, seeds_vit")
+             "evaluation_cnn, seeds_cnn, search_vit, refit_vit, evaluation_vit, seeds_vit. "
+             "Default: reuse every finished stage")
     parser.add_argument(
         "--stages", type=stage_list, default=None, metavar="LIST",
         help="run only these stages (comma-separated names from --list-stages, e.g. "

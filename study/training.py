@@ -219,8 +219,13 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
         return None
 
     def refit_more_seeds() -> dict:
-        return {"runs": [refit_with_seed(name, seed, hypermodel, best_hp, prepared, config, run)
-                         for seed in extra_seeds(config.seed, settings.refit.seeds)]}
+        runs = []
+        # The refit above is the first of `seeds`; these are the second onwards.
+        for number, seed in enumerate(extra_seeds(config.seed, settings.refit.seeds), start=2):
+            log.info("%s seeds: refit %d of %d, with seed %d", name, number,
+                     settings.refit.seeds, seed)
+            runs.append(refit_with_seed(name, seed, hypermodel, best_hp, prepared, config, run))
+        return {"runs": runs}
 
     # One seed needs no stage of its own (nor a row in the timings).
     replicated = (timer.cached(run, f"seeds_{name}", refit_more_seeds)

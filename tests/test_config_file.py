@@ -7,6 +7,7 @@ import tomllib
 import pytest
 
 import run_study
+from conftest import ROOT
 from study.config import PRESETS, SPACE_NAMES, FloatRange, IntRange, build_config
 from study.config_file import (ConfigError, check_config, config_listing, config_toml,
                                read_config_file, resolve_config)
@@ -244,3 +245,15 @@ def test_cli_config_error_exit_code(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"error: {path}: cnn.refit.max_epochs = -1: the value must be at least 1" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_readme_example_resolves():
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = resolve_config(tomllib.loads(example))
+    assert config.preset == "quick"
+    assert config.seed == 7
+    assert config.cnn_space.name == "original"
+    assert config.vit_space.heads == (4, 8)
+    assert config.cnn.refit.max_epochs == 10
+    assert config.vit_space.training.optimizers[0].learning_rate.log is True
