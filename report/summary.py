@@ -30,7 +30,7 @@ def _row(results: dict, key: str, model: dict) -> list[str]:
     seeds = model.get("seeds") or {}
     if (seeds.get("count") or 1) > 1:
         accuracy = seeds["accuracy"]
-        spread = (f"{format_accuracy(accuracy['mean'])} ± {100 * accuracy['sd']:.2f} "
+        spread = (f"{format_accuracy(accuracy['mean'])} ± {100 * accuracy['sd']:.2f} pts "
                   f"({seeds['count']} seeds)")
     else:
         spread = "one seed"

@@ -19,7 +19,7 @@ def test_summary_rows_and_verdict(tmp_path):
                                 "seeds", "macro", "AUC", "training"]
     assert lines[1].split()[:2] == ["CNN", "65.1%"]
     assert "62.1% to 68.1%" in lines[1]
-    assert "64.6% ± 0.50 (3 seeds)" in lines[1]
+    assert "64.6% ± 0.50 pts (3 seeds)" in lines[1]
     assert lines[1].endswith("2 min 45 s")
     assert lines[2].split()[:2] == ["ViT", "58.3%"]
     assert lines[3].startswith("verdict: the CNN is more accurate than the ViT (McNemar p")
