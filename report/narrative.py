@@ -983,7 +983,7 @@ def _table_captions(results: dict) -> dict[str, str]:
         "per_class_auc": ("One-vs-rest AUC per class on the test images. It is undefined "
                           "for a class with no test images."),
         **uncertainty.table_captions(results),
-        "environment": "Run settings and hardware.",
+        "environment": _environment_caption(results),
         "packages": "Package versions recorded by the run.",
         "timings": timings_caption,
         **calibration.table_captions(results),
@@ -996,6 +996,14 @@ def _table_captions(results: dict) -> dict[str, str]:
         captions[f"best_hyperparameters_{key}"] = (
             f"Best hyperparameters of {the(model)} found by the search.")
     return captions
+
+
+def _environment_caption(results: dict) -> str:
+    caption = "Run settings, seeds and hardware."
+    if results["data"].get("fingerprint"):
+        caption += (" Two runs with the same data fingerprint trained and tested on the same "
+                    "images and labels.")
+    return caption
 
 
 def _search_space_caption(model: dict, space: dict) -> str:

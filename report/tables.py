@@ -101,6 +101,22 @@ def search_space_table(results: dict, model_key: str) -> TableView:
     )
 
 
+# Config keys of the search and refit settings whose values have a unit that
+# humanize_key cannot read from the name.
+SETTING_LABELS = {
+    "batch_size": "batch size (images)",
+    "patience": "patience (epochs)",
+    "not_learning_patience": "not learning patience (epochs)",
+    "not_learning_min_delta": "not learning min delta (training accuracy gain per epoch)",
+    "budget_minutes": "budget (min)",
+}
+
+
+def setting_label(name: str) -> str:
+    """Return the row label of a search or refit setting, with its unit where it has one."""
+    return SETTING_LABELS.get(name, humanize_key(name))
+
+
 def _settings_table(results: dict, section: str, key: str) -> TableView:
     models = model_items(results)
     settings = {model_key: results["config"].get(model_key, {}).get(section, {})
@@ -116,7 +132,7 @@ def _settings_table(results: dict, section: str, key: str) -> TableView:
             # An image count of None means the whole training sample.
             cells.append("all" if value is None and name.endswith("images")
                          else format_value(value))
-        rows.append([humanize_key(name)] + cells)
+        rows.append([setting_label(name)] + cells)
     return TableView(
         key=key,
         headers=["Setting"] + [model["label"] for _, model in models],
@@ -312,12 +328,35 @@ def _accelerator_rows(used: dict, requested: dict) -> list[list[str]]:
     return rows
 
 
+FINGERPRINT_LABEL = ("Data fingerprint (SHA-256 of the sampled images and labels, "
+                     "first 16 hex digits)")
+
+
+def _refit_seed_rows(results: dict) -> list[list[str]]:
+    # One row per model with refits over seeds, in the order they ran. Runs
+    # from before the seed refits record none, and get no rows.
+    rows = []
+    for _, model in model_items(results):
+        runs = (model.get("seeds") or {}).get("runs") or []
+        if runs:
+            seeds = ", ".join(str(run.get("seed", "n/a")) for run in runs)
+            rows.append([f"Refit seeds ({model['label']})", seeds])
+    return rows
+
+
 def environment_table(results: dict) -> TableView:
+    """List the run's manifest: settings, seeds, data fingerprint, software and hardware."""
     config, environment = results["config"], results["environment"]
     rows = [
         ["Preset", str(config.get("preset", "n/a"))],
         ["Seed", str(config.get("seed", "n/a"))],
+        *_refit_seed_rows(results),
         ["Run created", format_timestamp(results.get("created", "n/a"))],
+    ]
+    fingerprint = results["data"].get("fingerprint")
+    if fingerprint:  # runs from before the fingerprint was recorded have none
+        rows.append([FINGERPRINT_LABEL, str(fingerprint)])
+    rows += [
         ["Python", str(environment.get("python", "n/a"))],
         ["Platform", str(environment.get("platform", "n/a"))],
         ["Processor", str(environment.get("processor") or "n/a")],

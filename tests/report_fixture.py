@@ -10,6 +10,7 @@ Fourier arrays come from a real FFT of the sample images.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,7 +73,8 @@ def make_run_dir(
     missing from it get none. With
     `legacy`, results.json has the layout of runs made before the named
     search spaces: unnamed spaces without a "training" entry, and no flip-TTA
-    scores, accelerator settings, calibration or confident mistakes.
+    scores, accelerator settings, calibration, confident mistakes or data
+    fingerprint.
     Otherwise each model's calibration and confident mistakes come from
     scores that agree with its confusion matrix, and predictions_<key>.npz
     contains the mistakes' images. `seeds` refits per model give the spread
@@ -137,6 +139,7 @@ def make_run_dir(
         },
     }
     if not legacy:
+        results["data"]["fingerprint"] = _fingerprint(samples, class_names)
         # A CPU run: mixed precision and XLA stay off under the 'auto' settings.
         results["environment"]["accelerator"] = {"policy": "float32", "xla": False}
         for key, model in results["models"].items():
@@ -149,6 +152,13 @@ def make_run_dir(
             results["comparison"] = comparison
     (path / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return path
+
+
+def _fingerprint(samples: np.ndarray, class_names: Sequence[str]) -> str:
+    # 16 hex digits of a SHA-256, the form a run records for its sampled data.
+    digest = hashlib.sha256(samples.tobytes())
+    digest.update(json.dumps(list(class_names)).encode())
+    return digest.hexdigest()[:16]
 
 
 def _synthetic_image(side: int, rng: np.random.Generator) -> np.ndarray:
