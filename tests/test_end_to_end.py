@@ -405,3 +405,42 @@ def test_changed_seed_refused_with_restart_hint(smoke_run):
     assert "--restart all" in refused.stderr
     # Nothing was removed: the finished study is still complete.
     assert (work / "run" / "stages" / "evaluation_vit.json").is_file()
+
+
+def test_site_in_headless_chromium(smoke_run):
+    import browser  # tests/browser.py: the checks of test_browser.py, on the real site
+
+    browser.require_browser()
+    work, *_ = smoke_run
+    problems = browser.check_site(work / "site", label="smoke")
+    failed = {check: found for check, found in problems.items() if found}
+    assert failed == {}
+
+
+def test_smoke_pdf_embeds_figures_and_fonts(smoke_run):
+    from pdf_tools import font_rows, image_rows, require_tools, site_image_sources
+
+    require_tools("pdfimages", "pdffonts")
+    work, *_ = smoke_run
+    pdf = work / "site" / "study.pdf"
+    figures = site_image_sources(work / "site" / "index.html")
+    assert figures
+    assert len(image_rows(pdf)) == len(figures)
+    fonts = font_rows(pdf)
+    assert fonts
+    assert [font["name"] for font in fonts if font["emb"] != "yes"] == []
+
+
+def test_stored_config_and_progress_lines(smoke_run):
+    import tomllib
+
+    from study.config import to_dict
+    from study.config_file import resolve_config
+
+    work, completed, first_results, _ = smoke_run
+    stored = tomllib.loads((work / "run" / "config.toml").read_text())
+    assert to_dict(resolve_config(stored)) == first_results["config"]
+    assert "resolved config (stored in" in completed.stderr
+    assert re.search(r"cnn search: trial 1 of about \d+ done, best val_accuracy so far",
+                     completed.stderr)
+    assert re.search(r"vit refit epoch 1/\d+: .* elapsed", completed.stderr)
