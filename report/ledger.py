@@ -418,10 +418,27 @@ def trials_table(model: dict, ledger: dict, number: int, caption: str,
     return SortableTable(view, keys)
 
 
+def trials_print_table(model: dict, ledger: dict, key: str) -> TableView:
+    """Return the trial table for print: the site's columns, with the hyperparameters in one.
+
+    A page has no room for one column per varying hyperparameter, so each
+    row lists them as "name value" pairs in its last cell.
+    """
+    varying = [entry["name"] for entry in varying_hyperparameters(ledger)]
+    site = trials_table(model, ledger, 0, "", key).view
+    fixed = len(site.headers) - len(varying)
+    rows = [row[:fixed] + ["; ".join(f"{_header(name).lower()} {value}"
+                                     for name, value in zip(varying, row[fixed:]))]
+            for row in site.rows]
+    return TableView(key=key, headers=site.headers[:fixed] + ["Hyperparameters"], rows=rows,
+                     numeric=site.numeric[:fixed] + [False])
+
+
 def table_captions(results: dict) -> dict[str, str]:
-    """Return the caption of each model's rounds table, keyed like the tables."""
+    """Return the caption of each model's rounds and trials tables, keyed like the tables."""
     captions = {}
     for key, model, ledger in model_ledgers(results):
+        captions[f"ledger_trials_{key}"] = _trials_caption(model)
         captions[f"ledger_rounds_{key}"] = (
             f"Rounds of the {model['label']} search, one row per round Hyperband plans. "
             "Epochs gives the epoch its trials continue from and the epoch they train up to; "
@@ -433,7 +450,7 @@ def _trials_caption(model: dict) -> str:
     return (f"Every trial of the {model['label']} search, in the order they ran. Continues "
             "names the trial whose weights a promoted trial trains on from; Trained counts "
             "the epochs it trained, fewer than planned when a guard stopped it or it failed. "
-            "The last columns give the hyperparameters that differ between trials.")
+            "Each row ends with the hyperparameters that differ between trials.")
 
 
 # ---- Figures --------------------------------------------------------------------
@@ -510,9 +527,10 @@ def _best_so_far_facts(ledgers: list[tuple[str, dict, dict]]) -> str:
 def ledger_context(results: dict, tables: dict[str, TableView]) -> dict | None:
     """Build the ledger section's context, or return None when no model has a ledger.
 
-    `tables` are the report's numbered tables. On the site each model's
-    sortable trial table takes the number of its rounds table, which only
-    the PDF prints, so each medium numbers its tables without a gap.
+    `tables` are the report's numbered tables. Both media print each model's
+    rounds table and trial table under the same numbers: the site's trial
+    table sorts by any column, and the PDF's lists the hyperparameters in
+    one column.
     """
     ledgers = model_ledgers(results)
     if not ledgers:
@@ -525,8 +543,9 @@ def ledger_context(results: dict, tables: dict[str, TableView]) -> dict | None:
             "label": model["label"],
             "sentences": ledger_sentences(model, ledger),
             "rounds_table": rounds,
-            "trials_table": trials_table(model, ledger, rounds.number, _trials_caption(model),
-                                         f"ledger_trials_{key}"),
+            "trials_table": trials_table(model, ledger, tables[f"ledger_trials_{key}"].number,
+                                         _trials_caption(model), f"ledger_trials_{key}"),
+            "trials_print_table": tables[f"ledger_trials_{key}"],
             "hyperparameters_figure": ledger_hyperparameters_key(key),
         })
     return {"models": models}

@@ -629,7 +629,16 @@ def time_sentence(results: dict) -> str:
     if len(models) >= 2 and len(longest) == 1:
         word = "longer" if len(models) == 2 else "longest"
         text += f", so {the(results['models'][longest[0]])} took {word}"
-    return text + "."
+    text += "."
+    # The refits with further seeds run after the evaluation and cost as much again.
+    stages = results["timings"].get("stages", {})
+    seeds = [(model, stages[f"seeds_{key}"]) for key, model in models
+             if f"seeds_{key}" in stages]
+    if seeds:
+        added = join_words([f"{format_seconds(seconds)} for {the(model)}"
+                            for model, seconds in seeds])
+        text += f" The refits with further seeds added {added}."
+    return text
 
 
 # ---- Data and exploration -----------------------------------------------------
@@ -935,7 +944,9 @@ def _table_views(results: dict) -> list[tables.TableView]:
     views += [tables.search_space_table(results, key) for key, _ in models]
     views += [tables.search_settings_table(results), tables.search_outcome_table(results)]
     views += [tables.best_hyperparameters_table(results, key) for key, _ in models]
-    views += [ledger.rounds_table(results, key) for key, _, _ in ledger.model_ledgers(results)]
+    for key, model, recorded in ledger.model_ledgers(results):
+        views += [ledger.rounds_table(results, key),
+                  ledger.trials_print_table(model, recorded, f"ledger_trials_{key}")]
     views += [tables.refit_settings_table(results), tables.refit_outcome_table(results),
               tables.test_table(results)]
     views += uncertainty.headline_tables(results)

@@ -1,8 +1,8 @@
 """The short summary that run_study.py prints in the terminal when a study ends.
 
 It has one row per model (test accuracy with its bootstrap interval, the
-spread over seeds, macro AUC, training time) and the verdict of the paired
-comparison. Every value comes from results.json in the report's own
+spread over seeds, macro AUC, and the time of the search and all refits)
+and the verdict of the paired comparison. Every value comes from results.json in the report's own
 formats, so the terminal and the report never disagree.
 """
 
@@ -12,7 +12,8 @@ from report import uncertainty
 from report.formatting import format_accuracy, format_score, format_seconds
 from report.tables import model_items
 
-HEADERS = ("model", "test accuracy", "interval", "over seeds", "macro AUC", "training")
+HEADERS = ("model", "test accuracy", "interval", "over seeds", "macro AUC",
+           "search+refits")
 
 
 def _training_seconds(results: dict, key: str) -> float | None:

@@ -345,27 +345,42 @@ def test_context_none_without_ledger(tmp_path):
     assert "The Hyperband ledger" not in html
 
 
-def test_site_and_print_tables_share_number(tmp_path):
+def test_site_and_print_tables_share_numbers(tmp_path):
     results = json.loads((make_run_dir(tmp_path / "run") / "results.json").read_text())
     context = build_context(results, {})
     models = context["ledger"]["models"]
     assert [model["key"] for model in models] == ["cnn", "vit"]
-    assert models[0]["trials_table"].view.number == models[0]["rounds_table"].number
-    assert models[1]["rounds_table"].number == models[0]["rounds_table"].number + 1
+    rounds = models[0]["rounds_table"].number
+    assert models[0]["trials_table"].view.number == rounds + 1
+    assert models[0]["trials_print_table"].number == rounds + 1
+    assert models[1]["rounds_table"].number == rounds + 2
 
     site = render_html(context, print_version=False)
-    number = models[0]["rounds_table"].number
     assert '<section id="ledger">' in site
-    assert f'<table id="table-{number}" class="sortable">' in site
-    assert "Every trial of the CNN search" in site
-    assert "Rounds of the CNN search" not in site
+    assert f'<table id="table-{rounds + 1}" class="sortable">' in site
+    assert f"Table {rounds}.</span> Rounds of the CNN search" in site
+    assert f"Table {rounds + 1}.</span> Every trial of the CNN search" in site
     assert "<script>" in site
     assert '<li><a href="#ledger">The Hyperband ledger</a></li>' in site
 
     printed = render_html(context, print_version=True)
-    assert "Rounds of the CNN search" in printed
-    assert "Every trial of the CNN search" not in printed
+    assert f"Table {rounds}.</span> Rounds of the CNN search" in printed
+    assert f"Table {rounds + 1}.</span> Every trial of the CNN search" in printed
+    assert "<th>Hyperparameters</th>" in printed
     assert "<script>" not in printed
+
+
+def test_print_trials_join_hyperparameters(searched):
+    ledger = build_ledger(searched)
+    site = report_ledger.trials_table(MODEL, ledger, 4, "caption", "ledger_trials_cnn").view
+    printed = report_ledger.trials_print_table(MODEL, ledger, "ledger_trials_cnn")
+    varying = len(site.headers) - len(printed.headers) + 1
+    assert printed.headers[-1] == "Hyperparameters"
+    assert len(printed.rows) == len(site.rows)
+    for site_row, printed_row in zip(site.rows, printed.rows):
+        assert printed_row[:-1] == site_row[:-varying]
+        for header, value in zip(site.headers[-varying:], site_row[-varying:]):
+            assert f"{header.lower()} {value}" in printed_row[-1]
 
 
 # ---- Command line -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ def test_summary_rows_and_verdict(tmp_path):
     # seeds losing 0.5 points each, stage times 70 + 95 s (CNN) and 60 + 50 s (ViT).
     lines = summary_lines(_results(tmp_path))
     assert lines[0].split() == ["model", "test", "accuracy", "95%", "interval", "over",
-                                "seeds", "macro", "AUC", "training"]
+                                "seeds", "macro", "AUC", "search+refits"]
     assert lines[1].split()[:2] == ["CNN", "65.1%"]
     assert "62.1% to 68.1%" in lines[1]
     assert "64.6% ± 0.50 pts (3 seeds)" in lines[1]
