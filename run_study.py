@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
              args.run_dir / "config.toml", config_listing(config))
 
     from report.render import OutputFolderError
+    from study.config_file import ConfigError
     from study.data import DataError
     from study.pipeline import RunFolderError, run_study
     from study.search import SearchError, SearchSpaceChanged
@@ -291,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             OutputFolderError) as err:
         log.error("%s", err)
         return 1
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
     except OSError as err:
         # Raised by a write of the run folder (disk full, permissions); the
         # stages recorded before it stay valid.
@@ -303,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted; run the same command again to continue from the finished "
                   "stages, search trials and refit epochs in %s", args.run_dir)
         return 128 + getattr(interrupt, "signum", signal.SIGINT)
+    except Exception:
+        # Logged, so the traceback reaches study.log as well as the terminal.
+        log.exception("the study failed with an unexpected error; the stages finished "
+                      "before it are kept in %s", args.run_dir)
+        return 1
     if results is None:
         print(f"stages {', '.join(args.stages)} finished in {args.run_dir}; run without "
               "--stages to finish the study and render the report (finished stages are "

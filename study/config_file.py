@@ -93,8 +93,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found: pass the path of a TOML file, "
                           "for example one written to a run folder as config.toml") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read the config file {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}); save "
+                          "it as UTF-8, as TOML requires") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read the config file {path}: {error.strerror or error}") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -111,8 +114,9 @@ def resolve_config(table: dict[str, Any], *, preset: str | None = None,
     `source` names the file in error messages.
     """
     table = dict(table)
-    named_preset = table.pop("preset", "quick")
-    chosen = {"preset": preset or _choice_in(named_preset, "preset", source)}
+    # The file's preset is checked even when the command line overrides it.
+    named_preset = _choice_in(table.pop("preset", "quick"), "preset", source)
+    chosen = {"preset": preset or named_preset}
     for key, requested in zip(SPACE_KEYS, (cnn_space, vit_space)):
         value = table.get(key)
         if isinstance(value, str):
@@ -123,7 +127,13 @@ def resolve_config(table: dict[str, Any], *, preset: str | None = None,
             named = value["name"]
         else:
             named = "modern"
-        chosen[key] = requested or _choice_in(named, f"{key}.name", source)
+        named = _choice_in(named, f"{key}.name", source)
+        if requested and requested != named and isinstance(table.get(key), dict) and table[key]:
+            option = "--" + key.replace("_", "-")
+            raise ConfigError(f"{option} {requested} conflicts with [{key}] in {source}, which "
+                              f"changes the {named} space: drop {option}, or set name = "
+                              f'"{requested}" in [{key}] to apply the changes to that space')
+        chosen[key] = requested or named
     config = build_config(chosen["preset"], cnn_space=chosen["cnn_space"],
                           vit_space=chosen["vit_space"])
     config = _merge(config, table, "", source)
@@ -134,7 +144,7 @@ def resolve_config(table: dict[str, Any], *, preset: str | None = None,
 def _choice_in(value, key: str, source: str):
     allowed = CHOICES[key]
     if value not in allowed:
-        raise ConfigError(f"{source}: {key} = {value!r} is not allowed: choose one of "
+        raise ConfigError(f"{source}: {key} = {_shown(value)} is not allowed: choose one of "
                           f"{', '.join(allowed)}")
     return value
 
@@ -142,7 +152,7 @@ def _choice_in(value, key: str, source: str):
 def _merge(current, table: dict, prefix: str, source: str):
     """Return dataclass instance `current` with the values of `table` converted and set."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{source}: {prefix} = {table!r} must be a table of settings")
+        raise ConfigError(f"{source}: {prefix} = {_shown(table)} must be a table of settings")
     hints = typing.get_type_hints(type(current))
     changes = {}
     for key, value in table.items():
@@ -159,7 +169,7 @@ def _merge(current, table: dict, prefix: str, source: str):
 def _build(cls, table: dict, prefix: str, source: str):
     """Create a `cls` instance from a table alone (an item of a replaced list)."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{source}: {prefix} = {table!r} must be a table with the keys "
+        raise ConfigError(f"{source}: {prefix} = {_shown(table)} must be a table with the keys "
                           f"{', '.join(field.name for field in dataclasses.fields(cls))}")
     required = [field.name for field in dataclasses.fields(cls)
                 if field.default is dataclasses.MISSING
@@ -181,15 +191,18 @@ def _convert(value, hint, path: str, current, source: str):
         inner = next(arg for arg in typing.get_args(hint) if arg is not type(None))
         if value == NONE:
             return None
-        return _convert(value, inner, path, current, source)
+        try:
+            return _convert(value, inner, path, current, source)
+        except ConfigError as error:
+            raise ConfigError(f'{error}, or "{NONE}" for None') from None
     if dataclasses.is_dataclass(hint):
         if current is None:
             return _build(hint, value, path, source)
         return _merge(current, value, path, source)
     if origin is tuple:
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: {path} = {value!r} must be a list, for example "
-                              f"{_example(typing.get_args(hint)[0])}")
+            raise ConfigError(f"{source}: {path} = {_shown(value)} must be a list, for example "
+                              f"[{_example(typing.get_args(hint)[0])}]")
         item = typing.get_args(hint)[0]
         return tuple(_convert(element, item, f"{path}[{index}]", None, source)
                      for index, element in enumerate(value))
@@ -199,9 +212,14 @@ def _convert(value, hint, path: str, current, source: str):
 def _scalar(value, hint, path: str, source: str):
     accepted = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[hint]
     if isinstance(value, bool) and hint is not bool or not isinstance(value, accepted):
-        raise ConfigError(f"{source}: {path} = {value!r} has the wrong type: expected "
+        raise ConfigError(f"{source}: {path} = {_shown(value)} has the wrong type: expected "
                           f"{_type_name(hint)}, for example {_example(hint)}")
     return float(value) if hint is float else value
+
+
+def _shown(value) -> str:
+    """Format a value as the config file would write it, for error messages."""
+    return _inline(_toml_value(value))
 
 
 def _type_name(hint) -> str:
@@ -239,14 +257,14 @@ def _leaves(node, prefix: str = ""):
 
 def _check_value(path: str, value, source: str) -> None:
     name = path.rsplit(".", 1)[-1]
-    where = f"{source}: {path} = {_toml_value(value)!r}"
+    where = f"{source}: {path} = {_shown(value)}"
     if isinstance(value, tuple) and not value and (path in CHOICES or name in NON_EMPTY):
         raise ConfigError(f"{where}: the list is empty; give at least one value")
     values = value if isinstance(value, tuple) else (value,)
     if path in CHOICES:
         wrong = [item for item in values if item not in CHOICES[path]]
         if wrong:
-            raise ConfigError(f"{where}: {wrong[0]!r} is not allowed; choose from "
+            raise ConfigError(f"{where}: {_shown(wrong[0])} is not allowed; choose from "
                               f"{', '.join(CHOICES[path])}")
     if isinstance(value, (IntRange, FloatRange)):
         _check_range(where, name, value)

@@ -22,7 +22,7 @@ import numpy as np
 
 from study import exploration
 from study.config import StudyConfig, to_dict
-from study.config_file import config_toml
+from study.config_file import ConfigError, config_toml
 from study.data import check_trainable, load_dataset, subsample
 from study.files import write_text_atomically
 from study.results import SCHEMA_VERSION, environment, validate, write_results
@@ -503,10 +503,15 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
 
     # Imported here so that loading and exploring data works without TensorFlow
     # being imported, and `--help` stays fast.
-    from study.training import PreparedData, train_and_evaluate
+    from study.training import PreparedData, check_spaces, train_and_evaluate
 
     with timer.stage("preprocessing"):
         prepared = PreparedData.from_dataset(dataset, config)
+        try:
+            check_spaces(config, prepared)
+        except ValueError as error:
+            raise ConfigError(f"the search spaces do not suit the data ({error}); change "
+                              "them with --config or --cnn-space/--vit-space") from None
 
     models = {}
     for name in ("cnn", "vit"):

@@ -124,6 +124,17 @@ def build_hypermodel(name: str, config: StudyConfig, prepared: PreparedData) -> 
     raise ValueError(f"unknown model {name!r}: choose 'cnn' or 'vit'")
 
 
+def check_spaces(config: StudyConfig, prepared: PreparedData) -> None:
+    """Raise ValueError when a search space cannot be built for these images.
+
+    The hypermodels check their spaces against the image size (patch sizes
+    that divide the side, for example) and Keras's activation names. Building
+    both before the first search stops a bad space before any training.
+    """
+    for name in ("cnn", "vit"):
+        build_hypermodel(name, config, prepared)
+
+
 def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, run,
                        timer, steps=("search", "refit", "evaluation", "seeds")) -> dict | None:
     """Search, refit and evaluate model `name`; return its results.json entry.

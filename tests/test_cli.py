@@ -230,3 +230,37 @@ def test_help_gives_every_option_a_default_or_switch(capsys):
     assert text.count("Default") >= 14
     assert "minutes" in text
     assert "config.toml" in text
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("[vit_space]\npatch_sizes = [3]", "none of the patch sizes [3] divides the image side 8"),
+    ('[cnn_space]\nactivations = ["swishy"]', "unknown CNN activation 'swishy'"),
+])
+def test_space_unfit_for_data_stops_early(tmp_path, capsys, setting, expected):
+    data = _tiny_tree(tmp_path / "data")
+    config = tmp_path / "study.toml"
+    config.write_text('preset = "smoke"\n' + setting + "\n")
+    run_dir = tmp_path / "run"
+    code = run_study.main(["--config", str(config), "--data", str(data), "--run-dir",
+                           str(run_dir), "--out", str(tmp_path / "site")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "the search spaces do not suit the data" in err
+    assert expected in err
+    assert not (run_dir / "search").exists()
+
+
+def test_unexpected_error_logged_to_file(tmp_path, monkeypatch, capsys):
+    data = _tiny_tree(tmp_path / "data")
+    run_dir = tmp_path / "run"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exploration broke")
+
+    monkeypatch.setattr("study.exploration.explore", broken)
+    code = run_study.main(["--preset", "smoke", "--data", str(data), "--run-dir",
+                           str(run_dir), "--out", str(tmp_path / "site")])
+    assert code == 1
+    log_text = (run_dir / "study.log").read_text()
+    assert "the study failed with an unexpected error" in log_text
+    assert "RuntimeError: exploration broke" in log_text

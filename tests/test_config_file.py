@@ -148,7 +148,7 @@ def test_unknown_nested_key_names_table():
 
 def test_wrong_type_names_key_value_type():
     message = _error('[cnn.refit]\nmax_epochs = "ten"')
-    assert "cnn.refit.max_epochs = 'ten' has the wrong type" in message
+    assert 'cnn.refit.max_epochs = "ten" has the wrong type' in message
     assert "expected an integer" in message
 
 
@@ -166,23 +166,23 @@ def test_table_expected_for_section():
 
 def test_list_expected_for_choices():
     message = _error('[cnn_space]\nactivations = "relu"')
-    assert "cnn_space.activations = 'relu' must be a list" in message
+    assert 'cnn_space.activations = "relu" must be a list, for example ["text"]' in message
 
 
 def test_unknown_choice_lists_allowed():
     message = _error('[vit_space]\npooling = ["max"]')
     assert "vit_space.pooling" in message
-    assert "'max' is not allowed" in message
+    assert '"max" is not allowed' in message
     assert "flatten, global_average, class_token" in message
 
 
 def test_unknown_preset_lists_allowed():
-    assert "preset = 'huge' is not allowed: choose one of smoke, quick, full" in _error(
+    assert 'preset = "huge" is not allowed: choose one of smoke, quick, full' in _error(
         'preset = "huge"')
 
 
 def test_unknown_space_name_lists_allowed():
-    assert "cnn_space.name = 'new'" in _error('cnn_space = "new"')
+    assert 'cnn_space.name = "new"' in _error('cnn_space = "new"')
 
 
 def test_optimizer_without_required_key():
@@ -193,7 +193,7 @@ def test_optimizer_without_required_key():
 def test_unknown_optimizer_name():
     message = _error('[[cnn_space.training.optimizers]]\nname = "lion"\n'
                      "learning_rate = {min = 0.001, max = 0.01}")
-    assert "'lion' is not allowed" in message
+    assert '"lion" is not allowed' in message
     assert "adamw" in message
 
 
@@ -257,3 +257,36 @@ def test_readme_example_resolves():
     assert config.vit_space.heads == (4, 8)
     assert config.cnn.refit.max_epochs == 10
     assert config.vit_space.training.optimizers[0].learning_rate.log is True
+
+
+def test_file_preset_checked_despite_option():
+    assert 'preset = "huge" is not allowed' in _error('preset = "huge"', preset="smoke")
+
+
+def test_space_option_conflicts_with_edits():
+    message = _error('[vit_space]\nheads = [2]', vit_space="original")
+    assert "--vit-space original conflicts with [vit_space] in my.toml" in message
+    assert "changes the modern space" in message
+
+
+def test_space_option_matching_edits_accepted():
+    config = _resolve('[vit_space]\nname = "original"\nheads = [2]', vit_space="original")
+    assert config.vit_space.heads == (2,)
+
+
+def test_space_option_overrides_plain_name():
+    config = _resolve('cnn_space = "original"', cnn_space="modern")
+    assert config.cnn_space.name == "modern"
+
+
+def test_none_named_in_type_error():
+    message = _error('test_images = "None"')
+    assert 'test_images = "None" has the wrong type: expected an integer' in message
+    assert 'or "none" for None' in message
+
+
+def test_non_utf8_file_named(tmp_path):
+    path = tmp_path / "latin.toml"
+    path.write_bytes(b"seed = 1 # \xff\n")
+    with pytest.raises(ConfigError, match="latin.toml is not UTF-8 text"):
+        read_config_file(path)

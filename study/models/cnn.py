@@ -55,6 +55,12 @@ class CNNHyperModel(StudyHyperModel):
             if pooling not in POOLINGS:
                 raise ValueError(f"unknown CNN pooling {pooling!r}: choose one of "
                                  f"{', '.join(POOLINGS)}")
+        for activation in space.activations:
+            try:
+                keras.activations.get(activation)
+            except ValueError:
+                raise ValueError(f"unknown CNN activation {activation!r}: use the name of a "
+                                 "Keras activation, such as relu, elu, gelu or swish") from None
         self.space = space
         self.training_space = space.training
         self.input_shape = tuple(input_shape)
