@@ -40,7 +40,8 @@ A TOML config file (--config) overrides any setting of the preset by its
 dotted name, for example [cnn.refit] max_epochs = 10, or a search space
 under [cnn_space] and [vit_space]. Each run stores its resolved config in
 RUN_DIR/config.toml, which --config reads back. Options on the command line
-override the file.
+override the file, and the defaults above are the presets' values, which a
+config file changes.
 """
 
 
@@ -72,14 +73,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     parser.add_argument("--out", default="site", type=Path, metavar="DIR",
                         help="folder of the publishable site: index.html, figures/, "
-                             "study.pdf, results.json. Default: site")
+                             "study.pdf, results.json. Default: site (in the current "
+                             "directory)")
     parser.add_argument("--force", action="store_true",
                         help="replace --out even when it contains files the report does "
                              "not write (they are deleted; a folder with .git is refused)")
     parser.add_argument("--run-dir", default=None, type=Path, metavar="DIR",
                         help="folder for tuner state, models, study.log, config.toml and "
                              "results.json; a rerun continues from it. Default: "
-                             "runs/<preset>")
+                             "runs/<preset> (in the current directory)")
     parser.add_argument(
         "--restart", choices=RESTART_CHOICES, default=None, metavar="STAGE",
         help="recompute STAGE and the stages after it instead of reusing them from the run "
@@ -94,8 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
              "are reused. The report is rendered only when 'report' is listed. Default: "
              "every stage")
     parser.add_argument("--list-stages", action="store_true",
-                        help="list the stages, what each needs and whether the run folder "
-                             "has it finished, then exit")
+                        help="list the stages, what each computes and whether the run "
+                             "folder has it finished for the current settings, then exit")
     parser.add_argument("--render-only", action="store_true",
                         help="rebuild the site and PDF from the run folder's results.json "
                              "and saved arrays, without loading data or training")
@@ -106,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "terminal; study.log in the run folder still gets every line")
     parser.add_argument("--seed", default=None, type=int, metavar="N",
                         help="random seed for sampling, splits, shuffling and weights "
-                             "(default: the config file's seed, else 42)")
+                             "Default: the config file's seed, else 42")
 
     parser.add_argument("--cnn-space", choices=SPACE_NAMES, default=None,
                         help="CNN search space: 'modern' (current practice; in the full "
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_stages:
         from study.pipeline import stage_table
 
-        print(stage_table(args.run_dir))
+        print(stage_table(args.run_dir, config))
         return 0
     if args.render_only:
         setup_logging(None, args.quiet)
@@ -323,10 +325,19 @@ def main(argv: list[str] | None = None) -> int:
                  model["test"]["accuracy"], model["roc"]["macro_auc"])
     from report.summary import summary_lines
 
-    print("\n".join(summary_lines(results)))
-    print(f"site: {args.out / 'index.html'}")
-    print(f"pdf:  {args.out / 'study.pdf'}")
+    summary = "\n".join([*summary_lines(results), f"site: {args.out / 'index.html'}",
+                         f"pdf:  {args.out / 'study.pdf'}"])
+    print(summary)
+    log_to_file(f"summary:\n{summary}")
     return 0
+
+
+def log_to_file(message: str) -> None:
+    """Write `message` to study.log only, for text the terminal gets through print."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def render_only(args: argparse.Namespace) -> int:

@@ -519,6 +519,9 @@ def stratified_indices(labels: np.ndarray, count: int | None, seed: int,
     picks than classes), the sample is drawn uniformly and a warning is
     logged. The result is sorted, so the same seed always yields the same subset.
     """
+    if count is not None and count > len(labels):
+        log.warning("the settings ask for %d %s, but only %d are available; using all %d",
+                    count, description, len(labels), len(labels))
     if count is None or count >= len(labels):
         return np.arange(len(labels))
     from sklearn.model_selection import train_test_split

@@ -123,13 +123,22 @@ def planned_stages(requested: list[str] | None) -> list[str]:
     return [stage for stage in STAGES if stage in chosen]
 
 
-def stage_table(run_dir: Path) -> str:
-    """Return the --list-stages text: each stage, what it computes, and its state in `run_dir`."""
+def stage_table(run_dir: Path, config: StudyConfig | None = None) -> str:
+    """Return the --list-stages text: each stage, what it computes, and its state in `run_dir`.
+
+    With `config`, a stage computed from other settings reads "stale", as a
+    run with `config` would reject it. The data are not compared here.
+    """
     run = RunFolder(Path(run_dir))
+    stale = Manifest(run, config, None).stale_stages() if config is not None else []
     lines = [f"stages of a study, in run order (state in {run_dir}):"]
     for stage in (*STAGES, "report"):
         if stage == "report":
-            state = "done" if (run.root / "results.json").exists() else "not done"
+            state = "finished" if (run.root / "results.json").exists() else "not run"
+            if stale and state == "finished":
+                state = "stale"
+        elif stage in stale:
+            state = "stale"
         elif run.stage_file(stage).exists():
             state = "finished"
         elif any(path.exists() for path in run.stage_outputs(stage)):
@@ -137,7 +146,10 @@ def stage_table(run_dir: Path) -> str:
         else:
             state = "not run"
         step = stage.split("_")[0]
-        lines.append(f"  {stage:<16} {state:<13} {STAGE_DESCRIPTIONS[step]}")
+        lines.append(f"  {stage:<16} {state:<9} {STAGE_DESCRIPTIONS[step]}")
+    if stale:
+        lines.append("Stale stages were computed from other settings than these, so a run "
+                     "rejects them unless --restart recomputes them.")
     lines.append("A model's seeds stage runs only when --seeds or the preset asks for more "
                  "than one refit. Steps without a model suffix (search, refit, evaluation, "
                  "seeds) name both models' stages.")
@@ -299,15 +311,28 @@ class Manifest:
         if conflict:
             raise RunFolderError(_conflict_message(self.run, conflict, reasons))
 
-    def check_config(self) -> None:
-        if self.recorded is None or self.recorded.get("config_hash") == self.digest:
-            return
+    def _config_changes(self) -> tuple[dict, dict, list[str]]:
+        """Return the recorded and current config, under "config.", and the changed keys."""
         # Keys are compared under "config." so they read as in results.json.
-        before = {"config": self.recorded.get("config") or {}}
+        before = {"config": (self.recorded or {}).get("config") or {}}
         now = {"config": self.config}
+        if self.recorded is None or self.recorded.get("config_hash") == self.digest:
+            return before, now, []
         # A changed space name (--cnn-space, --vit-space) explains the many
         # range changes under it, so it is named first.
         changes = sorted(changed_keys(before, now), key=lambda key: not key.endswith("_space.name"))
+        return before, now, changes
+
+    def stale_stages(self) -> list[str]:
+        """List the stages in the folder that were computed from other settings."""
+        changes = self._config_changes()[2]
+        affected = {stage for key in changes for stage in stages_affected(key)}
+        return [stage for stage in self.present if stage in affected]
+
+    def check_config(self) -> None:
+        before, now, changes = self._config_changes()
+        if not changes:
+            return
         affected = {stage for key in changes for stage in stages_affected(key)}
         described = [f"{key} {_value_at(before, key)!r} -> {_value_at(now, key)!r}"
                      for key in changes[:4]]

@@ -97,7 +97,7 @@ class PreparedData:
         Returns the dataset and the EpochOrder callback that `fit` needs with it.
         """
         seed = self.seed if seed is None else seed
-        idx = stratified_indices(self.y_fit, limit, seed)
+        idx = stratified_indices(self.y_fit, limit, seed, "training images to fit on")
         order = EpochOrder(seed)
         dataset = make_dataset(self.x_fit[idx], self.y_fit[idx], batch_size, order=order,
                                augmentation=augmentation)

@@ -454,3 +454,11 @@ def test_gray_rgba_and_notes_handled(tmp_path, caplog):
     assert dataset.class_names == ("alpha", "gray")
     assert "skipped 2 files without an image suffix" in caplog.text
     assert "such as test/gray/README.txt" in caplog.text
+
+
+def test_stratified_more_than_available_warns(caplog):
+    labels = np.repeat(np.arange(2), 5)
+    with caplog.at_level("WARNING"):
+        picked = stratified_indices(labels, 25, seed=1, description="training images")
+    assert picked.tolist() == list(range(10))
+    assert "ask for 25 training images, but only 10 are available" in caplog.text

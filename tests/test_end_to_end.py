@@ -444,3 +444,6 @@ def test_stored_config_and_progress_lines(smoke_run):
     assert re.search(r"cnn search: trial 1 of about \d+ done, best val_accuracy so far",
                      completed.stderr)
     assert re.search(r"vit refit epoch 1/\d+: .* elapsed", completed.stderr)
+    log_text = (work / "run" / "study.log").read_text()
+    assert "summary:\nmodel" in log_text
+    assert "pdf:  " in log_text

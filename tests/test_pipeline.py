@@ -110,7 +110,24 @@ def test_stage_table_states(tmp_path):
     assert states["exploration"] == "finished"
     assert states["search_cnn"] == "partial"
     assert states["refit_cnn"] == "not"
-    assert lines[10].split()[:3] == ["report", "not", "done"]
+    assert lines[10].split()[:3] == ["report", "not", "run"]
+
+
+def test_stage_table_marks_stale(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    config = build_config("smoke")
+    _manifest(run, config)
+    _finish(run, "exploration", "search_cnn", "refit_cnn")
+    changed = dataclasses.replace(config, cnn=dataclasses.replace(
+        config.cnn, refit=dataclasses.replace(config.cnn.refit, max_epochs=9)))
+    states = {line.split()[0]: line.split()[1]
+              for line in stage_table(run.root, changed).splitlines()[1:11]}
+    assert states["exploration"] == "finished"
+    assert states["search_cnn"] == "finished"
+    assert states["refit_cnn"] == "stale"
+    assert "a run rejects them unless --restart" in stage_table(run.root, changed)
+    unchanged = stage_table(run.root, config).splitlines()[1:11]
+    assert [line.split()[1] for line in unchanged].count("stale") == 0
 
 
 def test_changed_refit_setting_names_key_and_stage(tmp_path):
