@@ -260,6 +260,7 @@ def test_ledger_in_results_site_pdf(smoke_run):
     assert page.count('class="sortable"') == 2
     for name, label in labels.items():
         assert f"Every trial of the {label} search" in page
+        assert f"Rounds of the {label} search" in page
         for trial in results["models"][name]["search"]["ledger"]["trials"]:
             assert f'data-sort="{float(int(trial["trial_id"]))!r}">{trial["trial_id"]}<' in page
 
@@ -275,7 +276,10 @@ def test_ledger_in_results_site_pdf(smoke_run):
     for label in labels.values():
         assert f"Rounds of the {label} search" in flat
         assert f"For the {label}, Hyperband with max_epochs 2 and factor 2 plans" in flat
-        assert f"Every trial of the {label} search" not in flat
+        # The PDF prints the trial table too, under the site's number.
+        assert f"Every trial of the {label} search" in flat
+        number = re.search(rf"Table (\d+)\.</span> Every trial of the {label} search", page)
+        assert f"Table {number.group(1)}. Every trial of the {label} search" in flat
 
 
 def test_cli_prints_output_paths(smoke_run):
