@@ -27,7 +27,7 @@ from study.files import write_text_atomically
 from study.inputs import EpochOrder, make_dataset, validation_split
 from study.models.cnn import CNNHyperModel
 from study.models.vit import ViTHyperModel
-from study.pipeline import seeds_dir
+from study.pipeline import STEPS, seeds_dir
 from study.refit import backup_dir, refit
 from study.robustness import evaluate_robustness
 from study.search import run_search
@@ -136,7 +136,7 @@ def check_spaces(config: StudyConfig, prepared: PreparedData) -> None:
 
 
 def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, run,
-                       timer, steps=("search", "refit", "evaluation", "seeds")) -> dict | None:
+                       timer, steps=STEPS) -> dict | None:
     """Search, refit and evaluate model `name`; return its results.json entry.
 
     `timer.cached(run, stage, compute)` runs each step once per run folder
