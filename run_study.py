@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="print only warnings, errors and the final summary on the "
                              "terminal; study.log in the run folder still gets every line")
     parser.add_argument("--seed", default=None, type=int, metavar="N",
-                        help="random seed for sampling, splits, shuffling and weights "
+                        help="random seed for sampling, splits, shuffling and weights. "
                              "Default: the config file's seed, else 42")
 
     parser.add_argument("--cnn-space", choices=SPACE_NAMES, default=None,

@@ -149,7 +149,7 @@ def stage_table(run_dir: Path, config: StudyConfig | None = None) -> str:
         lines.append(f"  {stage:<16} {state:<9} {STAGE_DESCRIPTIONS[step]}")
     if stale:
         lines.append("Stale stages were computed from other settings than these, so a run "
-                     "rejects them unless --restart recomputes them.")
+                     f"rejects them unless --restart {restart_choice(stale)} recomputes them.")
     lines.append("A model's seeds stage runs only when --seeds or the preset asks for more "
                  "than one refit. Steps without a model suffix (search, refit, evaluation, "
                  "seeds) name both models' stages.")
@@ -271,16 +271,20 @@ def data_fingerprint(dataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def _conflict_message(run: RunFolder, conflict: list[str], reasons: list[str]) -> str:
+def restart_choice(conflict: list[str]) -> str:
+    """Return the --restart value that recomputes the `conflict` stages and the ones after."""
     roots = [stage for stage in conflict
              if not any(stage in downstream(other)[1:] for other in conflict)]
     steps = {root.split("_")[0] for root in roots}
     if len(roots) == 1:
-        restart = roots[0]
-    elif len(steps) == 1 and "exploration" not in steps:
-        restart = steps.pop()  # the same step of both models
-    else:
-        restart = "all"
+        return roots[0]
+    if len(steps) == 1 and "exploration" not in steps:
+        return steps.pop()  # the same step of both models
+    return "all"
+
+
+def _conflict_message(run: RunFolder, conflict: list[str], reasons: list[str]) -> str:
+    restart = restart_choice(conflict)
     return (f"run folder {run.root} contains stages ({', '.join(conflict)}) computed from "
             f"{'; '.join(reasons)}; they must not be mixed with this run. Add "
             f"--restart {restart} to recompute them (and the stages after them), or pass "
@@ -536,7 +540,8 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
             check_spaces(config, prepared)
         except ValueError as error:
             raise ConfigError(f"the search spaces do not suit the data ({error}); change "
-                              "them with --config or --cnn-space/--vit-space") from None
+                              "cnn_space or vit_space in a --config file, or choose another "
+                              "space with --cnn-space or --vit-space") from None
 
     models = {}
     for name in ("cnn", "vit"):
@@ -597,6 +602,6 @@ def _partial_run(run: RunFolder, planned: list[str], config: StudyConfig) -> Non
     needed = [stage for stage in STAGES if not stage.startswith("seeds_")
               or config.model_settings(stage.split("_")[1]).refit.seeds > 1]
     left = [stage for stage in needed if stage not in finished]
-    log.info("ran the stages %s; finished in %s: %s; still to run: %s", ", ".join(planned),
+    log.info("ran the stages: %s; finished in %s: %s; still to run: %s", ", ".join(planned),
              run.root, ", ".join(finished) or "none", ", ".join(left) or "none")
     return None

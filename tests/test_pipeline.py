@@ -125,7 +125,7 @@ def test_stage_table_marks_stale(tmp_path):
     assert states["exploration"] == "finished"
     assert states["search_cnn"] == "finished"
     assert states["refit_cnn"] == "stale"
-    assert "a run rejects them unless --restart" in stage_table(run.root, changed)
+    assert "a run rejects them unless --restart refit_cnn" in stage_table(run.root, changed)
     unchanged = stage_table(run.root, config).splitlines()[1:11]
     assert [line.split()[1] for line in unchanged].count("stale") == 0
 
