@@ -9,12 +9,14 @@ Hyperband search, refit and evaluation of each model, then the report.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -279,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     from study.config_file import ConfigError
     from study.data import DataError
     from study.pipeline import RunFolderError, run_study
-    from study.search import SearchError, SearchSpaceChanged
+
+    # Importing TensorFlow prints its C++ start-up lines to file descriptor 2,
+    # which neither TF_CPP_MIN_LOG_LEVEL nor logging controls in TF 2.21.
+    with native_stderr_to_log(args.quiet):
+        from study.search import SearchError, SearchSpaceChanged
 
     start = time.monotonic()
     log.info("preset %s, seed %d, run folder %s, site %s",
@@ -330,6 +336,32 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
     log_to_file(f"summary:\n{summary}")
     return 0
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(active: bool):
+    """Send what native code writes to file descriptor 2 into study.log, when `active`.
+
+    Python's own writes to stderr are captured too, so the block must not log
+    anything the terminal should show.
+    """
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace").strip()
+            if text:
+                log_to_file(f"start-up output of the imported libraries:\n{text}")
 
 
 def log_to_file(message: str) -> None:

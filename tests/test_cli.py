@@ -2,6 +2,7 @@
 
 import errno
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -264,3 +265,17 @@ def test_unexpected_error_logged_to_file(tmp_path, monkeypatch, capsys):
     log_text = (run_dir / "study.log").read_text()
     assert "the study failed with an unexpected error" in log_text
     assert "RuntimeError: exploration broke" in log_text
+
+
+def test_quiet_hides_native_start_up_lines(tmp_path):
+    # A fresh process, so TensorFlow is imported (and prints) during the run.
+    data = _tiny_tree(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "run_study.py"), "--preset", "smoke", "--data", str(data),
+         "--run-dir", str(run_dir), "--stages", "exploration", "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    for line in completed.stderr.splitlines():
+        assert re.match(r"\d\d:\d\d:\d\d (WARNING|ERROR) ", line), line
+    assert "stages exploration finished" in completed.stdout

@@ -245,6 +245,13 @@ def test_pdf_embeds_every_figure(a4):
     assert len(image_rows(a4.pdf)) == len(site_image_sources(a4.index))
 
 
+def test_site_figures_link_full_size(a4):
+    # On the site each figure opens its full-size image; the PDF has no such links.
+    page = a4.index.read_text()
+    linked = re.findall(r'<a href="(figures/[^"]+)"><img src="\1"', page)
+    assert sorted(linked) == sorted(site_image_sources(a4.index))
+
+
 def test_pdf_embeds_every_font(a4):
     fonts = font_rows(a4.pdf)
     assert fonts
