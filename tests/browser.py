@@ -154,6 +154,9 @@ def chromium_driver() -> Iterator:
     from selenium.webdriver.chrome.service import Service
 
     chromium, chromedriver = require_browser()
+    # With both paths given Selenium Manager is not run; should a later Selenium
+    # run it anyway, it must not send usage statistics.
+    os.environ.setdefault("SE_AVOID_STATS", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in CHROME_ARGUMENTS:
