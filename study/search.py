@@ -272,6 +272,11 @@ class StudyHyperband(kt.Hyperband):
         self.guard_path = Path(self.project_dir) / GUARD_FILE
         self.runs_path = Path(self.project_dir) / RUNS_FILE
         self.study_seed = study_seed
+        # The schedule's size when no trial fails, for the progress lines.
+        self.expected_trials = hyperband_trial_count(budget.max_epochs, budget.factor,
+                                                     budget.iterations)
+        self.planned_epochs = hyperband_epoch_count(budget.max_epochs, budget.factor,
+                                                    budget.iterations)
         self._trial_start = 0.0
         self._epochs = EpochRecorder()
 
@@ -333,14 +338,11 @@ class StudyHyperband(kt.Hyperband):
         """Log the trials done of the schedule, the best score so far and the time left."""
         runs = read_json_lines(self.runs_path)
         best = self.oracle.get_best_trials(1)
-        budget = self.budget
         minutes = self.clock.minutes
         log.info("%s", search_progress(
-            self.project_name, len(runs),
-            hyperband_trial_count(budget.max_epochs, budget.factor, budget.iterations),
+            self.project_name, len(runs), self.expected_trials,
             best[0].score if best else None, self.clock.seconds(),
-            sum(record.get("epochs_trained") or 0 for record in runs),
-            hyperband_epoch_count(budget.max_epochs, budget.factor, budget.iterations),
+            sum(record.get("epochs_trained") or 0 for record in runs), self.planned_epochs,
             None if minutes is None else 60.0 * minutes))
 
 
@@ -438,9 +440,8 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
         log.info("%s search: continuing from %s: %d trials finished, %d interrupted "
                  "one(s) to run again", name, search_dir / name,
                  len(statuses) - statuses.count("RUNNING"), statuses.count("RUNNING"))
-    expected = hyperband_trial_count(budget.max_epochs, budget.factor, budget.iterations)
     log.info("%s search: Hyperband, max_epochs %d, factor %d, %d iteration(s), about %d trials",
-             name, budget.max_epochs, budget.factor, budget.iterations, expected)
+             name, budget.max_epochs, budget.factor, budget.iterations, tuner.expected_trials)
     if clock.minutes is not None:
         log.info("%s search: wall-clock budget %g min, %.0f s of it spent by earlier runs",
                  name, clock.minutes, clock.spent_before_s)
