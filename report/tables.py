@@ -311,7 +311,7 @@ POLICY_DETAILS = {  # Keras dtype policies: the compute dtype and the variable d
 def _accelerator_rows(used: dict, requested: dict) -> list[list[str]]:
     # `used` is what the run applied (environment.accelerator), `requested`
     # the auto/on/off settings it came from (config.accelerator). Runs from
-    # before these settings have neither, and get no rows.
+    # before a value was recorded lack its key and get no row for it.
     rows = []
     if "policy" in used:
         policy = str(used["policy"])
@@ -325,6 +325,12 @@ def _accelerator_rows(used: dict, requested: dict) -> list[list[str]]:
         if "xla" in requested:
             text += f" (XLA setting: {requested['xla']})"
         rows.append(["XLA compilation", text])
+    if "replicas" in used:
+        replicas = int(used["replicas"])
+        text = str(replicas)
+        if replicas > 1:
+            text += " (MirroredStrategy: one per GPU, each batch split among them)"
+        rows.append(["Training replicas", text])
     return rows
 
 

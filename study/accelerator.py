@@ -1,8 +1,13 @@
-"""Mixed precision and XLA: on where a GPU is present, off on a CPU, unless set.
+"""Mixed precision, XLA and multi-GPU training: chosen from the GPUs present.
 
 `choose` is pure (it takes the GPUs' compute capabilities), so it is tested
 without a GPU. The hypermodels set the chosen dtype policy each time they
 build a model, and the choice is recorded in results.json.
+
+With two or more GPUs, `distribution_strategy` returns a MirroredStrategy:
+each GPU runs a replica of the model and trains it on its share of every
+batch. The configured batch size stays the global one, which Keras splits
+across the replicas.
 """
 
 from __future__ import annotations
@@ -48,3 +53,44 @@ def gpu_capabilities() -> list[tuple[int, int]]:
         capabilities.append(tuple(details.get("compute_capability") or (0, 0)))
     return capabilities
 
+
+def gpu_devices() -> list[str]:
+    """Return the names of the logical GPU devices, such as '/device:GPU:0'.
+
+    Listing logical devices initialises TensorFlow's runtime, after which
+    the device configuration can no longer change.
+    """
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+def distribution_strategy(devices: list[str]):
+    """Return a tf.distribute.MirroredStrategy over `devices`, or None for fewer than two.
+
+    With None, Keras trains on its default device as it would without this
+    module, so a single-GPU or CPU run keeps its numbers.
+
+    NOTE: in Keras 3.15 every replica's dropout seed state has the same
+    value, so the replicas draw the same dropout masks for their shares of
+    a batch. A mirrored run therefore does not reproduce a single-device one.
+    """
+    if len(devices) < 2:
+        return None
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(devices=list(devices))
+
+
+def gpu_strategy():
+    """Return a MirroredStrategy over every visible GPU, or None with fewer than two.
+
+    The result is what keras-tuner's `distribution_strategy=` argument and
+    `study.refit.refit`'s `strategy=` argument expect.
+    """
+    return distribution_strategy(gpu_devices())
+
+
+def replica_count(strategy) -> int:
+    """Return how many model replicas train on each batch under `strategy` (1 for None)."""
+    return 1 if strategy is None else int(strategy.num_replicas_in_sync)

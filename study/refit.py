@@ -9,10 +9,15 @@ Each epoch is backed up under `<run_dir>/backup/refit_<name>/` by
 EarlyStopping's state (best value, wait, best weights), the history so far
 and the training time. A refit killed at epoch k resumes at epoch k + 1
 and ends where an uninterrupted one would.
+
+Given a tf.distribute strategy, `refit` builds and compiles the model in
+its scope, so every variable has a copy on each of the strategy's devices.
+`fit` then splits each batch among them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -153,14 +158,17 @@ class EpochLogger(keras.callbacks.Callback):
 
 def refit(name: str, hypermodel: kt.HyperModel, best_hp: kt.HyperParameters,
           settings: RefitSettings, train, validation, run_dir: Path,
-          callbacks: list | tuple = ()) -> tuple[keras.Model, dict]:
+          callbacks: list | tuple = (), strategy=None) -> tuple[keras.Model, dict]:
     """Build the best configuration, train it (or resume its backup), save it.
 
     Returns the model and a summary. `train` and `validation` are batched
     tf.data datasets; `callbacks` go to `fit` too (the EpochOrder of a
-    shuffled `train`).
+    shuffled `train`). `strategy`, a tf.distribute.Strategy such as
+    `study.accelerator.distribution_strategy` returns, places the model's
+    variables; None keeps Keras's default device.
     """
-    model = hypermodel.build(best_hp)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = hypermodel.build(best_hp)
     stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=settings.patience,
                                              restore_best_weights=True)
     backup = RefitBackup(backup_dir(run_dir, name), stopping)

@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import keras_tuner as kt
@@ -73,7 +73,10 @@ class PreparedData:
     image_shape: tuple[int, int, int]
     seed: int
     gpus: list[str]
-    accelerator: dict  # the dtype policy and XLA flag in use (study.accelerator)
+    # The dtype policy, the XLA flag and the number of replicas in use (study.accelerator)
+    accelerator: dict
+    # The MirroredStrategy over the GPUs, or None for one GPU or none
+    strategy: tf.distribute.Strategy | None = field(default=None, repr=False)
 
     @classmethod
     def from_dataset(cls, dataset: ImageDataset, config: StudyConfig) -> "PreparedData":
@@ -82,11 +85,15 @@ class PreparedData:
         )
         gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
         chosen = accelerator.choose(config.accelerator, accelerator.gpu_capabilities())
+        strategy = accelerator.gpu_strategy()
+        chosen["replicas"] = accelerator.replica_count(strategy)
         log.info("preprocessing: %d images to fit, %d to validate, %d to test; GPUs: %s; "
-                 "dtype policy %s, XLA %s", len(y_fit), len(y_val), len(dataset.y_test),
-                 ", ".join(gpus) or "none", chosen["policy"], "on" if chosen["xla"] else "off")
+                 "dtype policy %s, XLA %s, %d replica(s)", len(y_fit), len(y_val),
+                 len(dataset.y_test), ", ".join(gpus) or "none", chosen["policy"],
+                 "on" if chosen["xla"] else "off", chosen["replicas"])
         return cls(x_fit, y_fit, x_val, y_val, dataset.x_test, dataset.y_test,
-                   dataset.class_names, dataset.image_shape, config.seed, gpus, chosen)
+                   dataset.class_names, dataset.image_shape, config.seed, gpus, chosen,
+                   strategy)
 
     def fit_dataset(self, batch_size: int, limit: int | None = None,
                     augmentation: AugmentationSettings | None = None, seed: int | None = None):
@@ -176,7 +183,7 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
         model, summary = refit(
             name, hypermodel, best_hp, settings.refit, train,
             prepared.validation_dataset(settings.refit.batch_size), run.root,
-            callbacks=[order, StopCheck()],
+            callbacks=[order, StopCheck()], strategy=prepared.strategy,
         )
         trained["model"] = model
         return {**summary, "parameters": int(model.count_params())}
@@ -291,7 +298,7 @@ def refit_with_seed(name: str, seed: int, hypermodel: kt.HyperModel,
                                         augmentation=config.augmentation, seed=seed)
     model, summary = refit(tag, hypermodel, best_hp, settings.refit, train,
                            prepared.validation_dataset(settings.refit.batch_size), folder,
-                           callbacks=[order, StopCheck()])
+                           callbacks=[order, StopCheck()], strategy=prepared.strategy)
     y_score = np.asarray(model.predict(prepared.test_dataset(), verbose=0), dtype=np.float64)
     np.savez_compressed(folder / f"predictions_seed{seed}.npz", y_true=prepared.y_test,
                         y_score=y_score.astype(np.float32))

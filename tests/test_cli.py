@@ -109,7 +109,8 @@ def test_cli_options_reach_the_results(tmp_path):
     assert results["config"]["evaluation"]["flip_tta"] is False
     # The preset's other evaluation settings survive the option.
     assert results["config"]["evaluation"]["bootstrap_resamples"] == 200
-    assert results["environment"]["accelerator"] == {"policy": "float32", "xla": False}
+    assert results["environment"]["accelerator"] == {"policy": "float32", "xla": False,
+                                                     "replicas": 1}
     seed = results["config"]["seed"]
     for key, model in results["models"].items():
         assert "flip_tta" not in model

@@ -256,6 +256,20 @@ def test_environment_accelerator_rows(tmp_path):
     assert rows["XLA compilation"] == "on"
 
 
+def test_environment_replica_row(tmp_path):
+    results = _fixture_results(tmp_path)
+    assert "Training replicas" not in dict(narrative.number_tables(results)["environment"].rows)
+
+    results["environment"]["accelerator"]["replicas"] = 1
+    rows = dict(narrative.number_tables(results)["environment"].rows)
+    assert rows["Training replicas"] == "1"
+
+    results["environment"]["accelerator"]["replicas"] = 4
+    rows = dict(narrative.number_tables(results)["environment"].rows)
+    assert rows["Training replicas"] == (
+        "4 (MirroredStrategy: one per GPU, each batch split among them)")
+
+
 def test_environment_legacy_no_accelerator(tmp_path):
     rows = narrative.number_tables(_fixture_results(tmp_path, legacy=True))["environment"].rows
     assert [label for label, _ in rows] == ["Preset", "Seed", "Run created", "Python",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 import keras_tuner as kt
+import tensorflow as tf
 from keras import layers
 
 from study.config import CNN_POOLINGS as POOLINGS
@@ -22,6 +23,19 @@ from study.models.optimizers import StudyHyperModel, compile_model, float_hp, in
 BATCH_NORM_MOMENTUM = 0.9
 
 
+def batch_normalization() -> layers.BatchNormalization:
+    """Create a BatchNormalization layer, synchronized across replicas when there are several.
+
+    Without `synchronized`, each replica of a MirroredStrategy normalizes
+    over its own share of the batch and updates its own copy of the moving
+    statistics. The copies drift apart, and a saved model keeps only the
+    first replica's. Synchronized moments use another formula, so a single
+    device keeps Keras's default.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, synchronized=replicas > 1)
+
+
 def _choice(hp: kt.HyperParameters, name: str, values) -> object:
     values = list(values)
     if len(set(values)) == 1:
@@ -32,7 +46,7 @@ def _choice(hp: kt.HyperParameters, name: str, values) -> object:
 def _conv(x, filters: int, kernel: int, batch_norm: bool):
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=not batch_norm)(x)
     if batch_norm:
-        x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
+        x = batch_normalization()(x)
     return x
 
 

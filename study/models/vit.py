@@ -19,7 +19,7 @@ from keras import layers
 from study.config import VIT_POOLINGS as POOLINGS
 from study.config import VIT_STEMS as STEMS
 from study.config import ViTSpace
-from study.models.cnn import BATCH_NORM_MOMENTUM
+from study.models.cnn import batch_normalization
 from study.models.layers import ClassToken, Patches, TokenPositions
 from study.models.optimizers import StudyHyperModel, compile_model, float_hp, int_hp
 
@@ -58,7 +58,7 @@ def _conv_stem(images, patch: int, dim: int):
         x = layers.Conv2D(dim // 2 ** (halvings - 1 - i), 3, strides=2, padding="same",
                           use_bias=last)(x)
         if not last:
-            x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
+            x = batch_normalization()(x)
             x = layers.Activation("gelu")(x)
     return layers.Reshape((x.shape[1] * x.shape[2], dim))(x)
 
