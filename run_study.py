@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from study.accelerator import SWITCHES
+from study.cluster import DEFAULT_ADDRESS, DEFAULT_WORKER_TIMEOUT_S, ROLES, resolve_cluster
 from study.config import PRESETS, SPACE_NAMES
 from study.config_file import config_listing, read_config_file, resolve_config
 from study.pipeline import RESTART_CHOICES, STAGE_CHOICES
@@ -29,6 +30,7 @@ PAGE_SIZES = ("A4", "Letter")  # the sizes report.render accepts
 from study.stop import stop_on_signals
 
 log = logging.getLogger("run_study")
+LOG_NAME = "study.log"
 
 
 EPILOG = """\
@@ -146,6 +148,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "they run out, the running trial stops, no new trial starts "
                              "and the best trial so far is refit. Default: no budget")
 
+    distributed = parser.add_argument_group(
+        "distributed search", "one chief and N workers share each Hyperband search through "
+        "keras-tuner's gRPC oracle; all use the same options and one shared --run-dir (see "
+        "docs/distributed.md). Without --role, keras-tuner's KERASTUNER_TUNER_ID, "
+        "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set the role and address")
+    distributed.add_argument(
+        "--role", choices=ROLES, default=None,
+        help="single: one process runs everything; chief: serves the searches, runs no "
+             "trial, then refits, evaluates and renders; worker: runs search trials for "
+             "the chief, then exits. Default: single")
+    distributed.add_argument(
+        "--chief-address", default=None, metavar="HOST:PORT",
+        help="where the chief listens (use 0.0.0.0:PORT for other machines) and workers "
+             "connect; the CNN search uses PORT and the ViT search PORT+1. "
+             f"Default: {DEFAULT_ADDRESS} (this machine only)")
+    distributed.add_argument(
+        "--worker-id", default=None, metavar="ID",
+        help="a worker's name (letters, digits, '.', '_', '-'), used in the log and the "
+             "ledger. Default: worker-<host>-<process id>")
+    distributed.add_argument(
+        "--worker-timeout", type=float, default=None, metavar="SECONDS",
+        help="the chief declares a worker lost after this many seconds without a word from "
+             "it; its trial goes to another worker once, then is marked failed. "
+             f"Default: {DEFAULT_WORKER_TIMEOUT_S:g}")
+
     args = parser.parse_args(argv)
     if args.render_only and args.restart:
         parser.error("--render-only never trains, so --restart has nothing to recompute; "
@@ -199,7 +226,7 @@ def with_search_budget(config, minutes: float):
         for name, settings in (("cnn", config.cnn), ("vit", config.vit))})
 
 
-def setup_logging(run_dir: Path | None, quiet: bool = False) -> None:
+def setup_logging(run_dir: Path | None, quiet: bool = False, log_name: str = LOG_NAME) -> None:
     """Log to the terminal and, with a run folder, to its study.log.
 
     With `quiet`, the terminal shows warnings and errors only; study.log
@@ -213,7 +240,7 @@ def setup_logging(run_dir: Path | None, quiet: bool = False) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         # The file comes first, so a line the terminal shows is already in
         # study.log even when the process is killed right after showing it.
-        handlers.insert(0, logging.FileHandler(run_dir / "study.log"))
+        handlers.insert(0, logging.FileHandler(run_dir / log_name))
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
@@ -255,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config = build_study_config(args)
+        cluster = resolve_cluster(args.role, args.chief_address, args.worker_id,
+                                  args.worker_timeout)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -269,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(None, args.quiet)
         return render_only(args)
     try:
-        setup_logging(args.run_dir, args.quiet)
+        # Workers share the run folder, so each keeps its own log there.
+        setup_logging(args.run_dir, args.quiet, log_name=(
+            f"study-{cluster.worker_id}.log" if cluster.role == "worker" else LOG_NAME))
     except OSError as err:
         print(f"error: cannot write the run folder {args.run_dir} ({err.strerror or err}); "
               "make it writable or choose another --run-dir", file=sys.stderr)
@@ -288,14 +319,15 @@ def main(argv: list[str] | None = None) -> int:
         from study.search import SearchError, SearchSpaceChanged
 
     start = time.monotonic()
-    log.info("preset %s, seed %d, run folder %s, site %s",
-             config.preset, config.seed, args.run_dir, args.out)
+    log.info("preset %s, seed %d, run folder %s, site %s, %s",
+             config.preset, config.seed, args.run_dir, args.out, cluster.describe())
     try:
         # Schedulers stop jobs with SIGTERM; it ends the run like Ctrl-C does.
         with stop_on_signals():
             results = run_study(config, args.data, args.run_dir, args.out,
                                 force_out=args.force, restart=args.restart,
-                                stages=args.stages, page_size=args.page_size)
+                                stages=args.stages, page_size=args.page_size,
+                                cluster=cluster)
     except (DataError, RunFolderError, SearchError, SearchSpaceChanged,
             OutputFolderError) as err:
         log.error("%s", err)
@@ -320,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("the study failed with an unexpected error; the stages finished "
                       "before it are kept in %s", args.run_dir)
         return 1
+    if results is None and cluster.role == "worker":
+        print(f"worker {cluster.worker_id} finished: the chief has no more trials; it "
+              f"writes the report from {args.run_dir}")
+        return 0
     if results is None:
         print(f"stages {', '.join(args.stages)} finished in {args.run_dir}; run without "
               "--stages to finish the study and render the report (finished stages are "

@@ -223,6 +223,31 @@ def outcome_sentence(ledger: dict) -> str:
     return f"Of these trials, {join_words(parts)}."
 
 
+def workers_sentence(ledger: dict) -> str | None:
+    """Name the workers of a distributed search, their trial counts and any worker lost.
+
+    Returns None for a search that one process ran.
+    """
+    workers = ledger["totals"].get("workers") or []
+    if not workers:
+        return None
+    ran = [trial.get("tuner_id") for trial in ledger["trials"]]
+    counts = [f"{worker} {format_count(ran.count(worker))}" for worker in workers]
+    text = (f"{counted(len(workers), 'worker')} ran the trials for a chief process "
+            f"({join_words(counts)}).")
+    for trial in ledger["trials"]:
+        for event in trial.get("lost_workers") or []:
+            if event["action"] == "rerun":
+                text += (f" Worker {event['tuner_id']} stopped answering during trial "
+                         f"{trial['trial_id']}, so the trial was run again")
+                text += f" by {trial['tuner_id']}." if trial.get("tuner_id") else "."
+            else:
+                text += (f" Trial {trial['trial_id']} was marked failed after it lost its "
+                         f"worker {format_count(event['losses'])} times, the last "
+                         f"{event['tuner_id']}.")
+    return text
+
+
 def _round_name(entry: dict, iterations: int) -> str:
     name = f"round {entry['round']} of bracket {entry['bracket']}"
     return name + f" in iteration {entry['iteration'] + 1}" if iterations > 1 else name
@@ -313,6 +338,9 @@ def best_trial_sentence(model: dict, ledger: dict) -> str | None:
 def ledger_sentences(model: dict, ledger: dict) -> list[str]:
     """Collect the ledger's sentences for one model, in reading order."""
     sentences = [schedule_sentence(model, ledger), outcome_sentence(ledger)]
+    workers = workers_sentence(ledger)
+    if workers:
+        sentences.append(workers)
     shortfall = shortfall_sentence(ledger)
     if shortfall:
         sentences.append(shortfall)
@@ -384,9 +412,11 @@ def _hyperparameter_cell(value: object) -> tuple[str, str]:
 
 def trials_table(model: dict, ledger: dict, number: int, caption: str,
                  key: str) -> SortableTable:
-    """List every trial with its place in the schedule, outcome, score, time and varying
-    hyperparameters (the site's table, sortable by any column)."""
+    """List every trial with its place in the schedule, outcome, score, time, worker (in a
+    distributed search) and varying hyperparameters (the site's table, sortable by any
+    column)."""
     varying = varying_hyperparameters(ledger)
+    distributed = bool(ledger["totals"].get("workers"))  # a Worker column names who ran each
     headers = ["Trial", "Bracket", "Round", "Continues", "Epochs", "Trained", "Outcome",
                "Stopped by", "Validation accuracy", "Wall time"]
     numeric = [True, True, True, True, True, True, False, False, True, True]
@@ -407,10 +437,16 @@ def trials_table(model: dict, ledger: dict, number: int, caption: str,
             (format_accuracy(trial["score"]), _number_key(trial["score"])),
             (format_seconds(trial["seconds"]), _number_key(trial["seconds"])),
         ]
+        if distributed:
+            worker = trial.get("tuner_id") or ""
+            cells.append((worker, worker))
         cells += [_hyperparameter_cell(trial["hyperparameters"].get(entry["name"]))
                   for entry in varying]
         rows.append([text for text, _ in cells])
         keys.append([sort for _, sort in cells])
+    if distributed:
+        headers.append("Worker")
+        numeric.append(False)
     headers += [_header(entry["name"]) for entry in varying]
     numeric += [entry["kind"] in ("float", "int") for entry in varying]
     view = TableView(key=key, headers=headers, rows=rows, numeric=numeric, number=number,

@@ -12,9 +12,14 @@ Files read in `<run_dir>/search/<name>/`:
 - `trial_*/trial.json`: each trial's status, score and `tuner/*` values;
 - `guard_events.jsonl`: one line per guard that stopped or failed a trial;
 - `trial_runs.jsonl`: one line per finished trial with its wall seconds,
-  the epochs it trained and its validation accuracy after each of them.
+  the epochs it trained and its validation accuracy after each of them;
+- `worker_events.jsonl`: in a distributed search, one line per worker the
+  chief declared lost while it ran a trial, and whether that trial was
+  rerun or marked failed.
 
-The last two are written by study.search, beside keras-tuner's own files.
+study.search writes these beside keras-tuner's own files. In a distributed
+search each worker keeps its own guard and run files
+(`trial_runs.<worker id>.jsonl`); the ledger reads them all.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 ORACLE_FILE = "oracle.json"
 GUARD_FILE = "guard_events.jsonl"
 RUNS_FILE = "trial_runs.jsonl"
+WORKER_EVENTS_FILE = "worker_events.jsonl"
+SINGLE_TUNER = "tuner0"  # keras-tuner's id of the tuner of a one-process search
 BUDGET_GUARD = "search_budget"  # the guard event of a trial stopped by --search-budget
 NAN_GUARD = "nan_loss"  # the one guard that fails a trial instead of stopping it
 
@@ -85,6 +92,31 @@ def read_json_lines(path: Path) -> list[dict]:
     return records
 
 
+def tuner_file(tuner_dir: Path, name: str, tuner_id: str) -> Path:
+    """Return the path of one tuner's copy of a JSON-lines file (GUARD_FILE, RUNS_FILE).
+
+    >>> tuner_file(Path("s"), RUNS_FILE, "tuner0").name, tuner_file(Path("s"), RUNS_FILE, "w1").name
+    ('trial_runs.jsonl', 'trial_runs.w1.jsonl')
+    """
+    if tuner_id == SINGLE_TUNER:
+        return Path(tuner_dir) / name
+    stem, suffix = name.rsplit(".", 1)
+    return Path(tuner_dir) / f"{stem}.{tuner_id}.{suffix}"
+
+
+def read_tuner_lines(tuner_dir: Path, name: str) -> list[dict]:
+    """Read every tuner's copy of a JSON-lines file, oldest record first.
+
+    Records that carry their `finished` time are ordered by it, so the last
+    record of a trial run twice (once by a worker that was then lost) is the
+    one that counts.
+    """
+    stem, suffix = name.rsplit(".", 1)
+    paths = sorted(Path(tuner_dir).glob(f"{stem}*.{suffix}"))
+    records = [record for path in paths for record in read_json_lines(path)]
+    return sorted(records, key=lambda record: record.get("finished") or 0.0)
+
+
 def read_trials(tuner_dir: Path) -> list[dict]:
     """Read every `trial_*/trial.json` of a tuner folder, sorted by trial id."""
     trials = []
@@ -133,6 +165,7 @@ def _trial_row(trial: dict, runs: dict[str, dict], guards: dict[str, list[str]])
         "final_epoch": None if trained is None else initial + trained,
         "val_accuracy": run.get("val_accuracy", []),
         "seconds": run.get("seconds"),
+        "tuner_id": run.get("tuner_id"),
         "guards": guards.get(trial_id, []),
         "hyperparameters": {key: value for key, value in values.items()
                             if not key.startswith("tuner/")},
@@ -245,6 +278,12 @@ def _totals(rows: list[dict], rounds: list[dict]) -> dict:
         "unrecorded_trials": sum(row["epochs_trained"] is None and row["status"] == "COMPLETED"
                                  for row in rows),
         "seconds": sum(seconds),
+        "workers": sorted({row["tuner_id"] for row in rows
+                           if row["tuner_id"] not in (None, SINGLE_TUNER)}),
+        "rerun_after_lost_worker": sum(any(event["action"] == "rerun"
+                                           for event in row["lost_workers"]) for row in rows),
+        "failed_after_lost_worker": sum(any(event["action"] == "failed"
+                                            for event in row["lost_workers"]) for row in rows),
     }
 
 
@@ -269,31 +308,47 @@ def build_ledger(tuner_dir: Path, budget: dict | None = None) -> dict:
                                 "search folder, or its search never started")
     return ledger_from_records(
         json.loads(oracle_path.read_text()), read_trials(tuner_dir),
-        read_json_lines(tuner_dir / GUARD_FILE), read_json_lines(tuner_dir / RUNS_FILE),
-        budget)
+        read_tuner_lines(tuner_dir, GUARD_FILE), read_tuner_lines(tuner_dir, RUNS_FILE),
+        budget, read_json_lines(tuner_dir / WORKER_EVENTS_FILE))
+
+
+def _events_of_final_runs(events: list[dict], by_trial: dict[str, dict]) -> list[dict]:
+    """Drop the guard events of a trial's runs by other tuners than the one whose run counts."""
+    kept = []
+    for event in events:
+        run = by_trial.get(event["trial_id"], {})
+        if event.get("tuner_id") in (None, run.get("tuner_id", event.get("tuner_id"))):
+            kept.append(event)
+    return kept
 
 
 def ledger_from_records(oracle: dict, trials: list[dict], events: list[dict],
-                        runs: list[dict], budget: dict | None = None) -> dict:
+                        runs: list[dict], budget: dict | None = None,
+                        lost_workers: list[dict] | None = None) -> dict:
     """Build a ledger from the parsed contents of a tuner folder's files.
 
     `oracle` is oracle.json, `trials` the trial.json contents in creation
-    order, `events` the guard log and `runs` the trial run records. Returns a
-    JSON-ready dict: the Hyperband settings, the search space, one entry per
-    trial and one per planned round (and per round run outside the plan),
-    totals, and the budget's outcome with the trial it stopped.
+    order, `events` the guard log, `runs` the trial run records (the last
+    one of a trial counts) and `lost_workers` the chief's worker events.
+    Returns a JSON-ready dict: the Hyperband settings, the search space, one
+    entry per trial and one per planned round (and per round run outside the
+    plan), totals, and the budget's outcome with the trial it stopped.
     """
     max_epochs, factor = int(oracle["max_epochs"]), int(oracle["factor"])
     iterations = int(oracle.get("hyperband_iterations") or 1)
     schedule = list(hyperband_rounds(max_epochs, factor))
 
+    by_trial = {record["trial_id"]: record for record in runs}
+    events = _events_of_final_runs(events, by_trial)
     guards: dict[str, list[str]] = {}
     for event in events:
         names = guards.setdefault(event["trial_id"], [])
         if event["guard"] not in names:
             names.append(event["guard"])
-    by_trial = {record["trial_id"]: record for record in runs}
     rows = [_trial_row(trial, by_trial, guards) for trial in trials]
+    for row in rows:
+        row["lost_workers"] = [event for event in lost_workers or []
+                               if event["trial_id"] == row["trial_id"]]
 
     _assign_iterations(rows, {step.bracket: step.trials for step in schedule
                               if step.round == 0})

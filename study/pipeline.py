@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from study import exploration
+from study.cluster import Cluster
 from study.config import StudyConfig, to_dict
 from study.config_file import ConfigError, config_toml
 from study.data import check_trainable, load_dataset, subsample
@@ -420,6 +421,7 @@ class StageTimer:
         self.seconds: dict[str, float] = {}
         self.reused: list[str] = []
         self.resumed: dict[str, float] = {}
+        self._computed: dict[str, dict] = {}  # records this invocation computed
 
     @contextmanager
     def stage(self, name: str):
@@ -432,7 +434,12 @@ class StageTimer:
         raise_if_requested()
 
     def cached(self, run: RunFolder, name: str, compute) -> dict:
-        """Return the stage's saved record, or call `compute()` and save what it returns."""
+        """Return the stage's saved record, or call `compute()` and save what it returns.
+
+        A stage asked for twice in one invocation is computed once.
+        """
+        if name in self._computed:
+            return self._computed[name]
         saved = run.load_stage(name)
         if saved is not None:
             self.seconds[name] = saved["seconds"]
@@ -457,6 +464,7 @@ class StageTimer:
         run.save_stage(name, {"seconds": self.seconds[name], "earlier_seconds": earlier,
                               "record": record})
         elapsed.unlink(missing_ok=True)
+        self._computed[name] = record
         return record
 
 
@@ -483,7 +491,7 @@ def compare_models(run: RunFolder, config: StudyConfig) -> dict:
 def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
               out_dir: Path | None, *, force_out: bool = False,
               restart: str | None = None, stages: list[str] | None = None,
-              page_size: str = "A4") -> dict | None:
+              page_size: str = "A4", cluster: Cluster | None = None) -> dict | None:
     """Run every stage, write results.json, render the site and PDF into `out_dir`.
 
     Returns the results dict. With `out_dir` None the report is not rendered.
@@ -491,7 +499,14 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
     after them instead of reusing their outputs. `stages` (STAGE_CHOICES
     names) runs only those stages and the ones they need; unless that
     includes "report", nothing after them runs and None is returned.
+    `cluster` spreads the searches over processes: the chief serves both
+    searches before any refit and then goes on as one process would; a
+    worker runs search trials for the chief (see `work_for_chief`) and
+    returns None.
     """
+    cluster = cluster or Cluster()
+    if cluster.role == "worker":
+        return work_for_chief(config, data_path, Path(run_dir), cluster)
     planned = planned_stages(stages)
     if "report" not in planned:
         out_dir = None  # no report, so the output folder is neither checked nor written
@@ -543,10 +558,15 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
                               "cnn_space or vit_space in a --config file, or choose another "
                               "space with --cnn-space or --vit-space") from None
 
+    if cluster.role == "chief":
+        # Both searches come first, so that no worker waits while the chief refits.
+        for name in MODELS:
+            if f"search_{name}" in planned:
+                train_and_evaluate(name, prepared, config, run, timer, ["search"], cluster)
     models = {}
-    for name in ("cnn", "vit"):
+    for name in MODELS:
         steps = [stage.split("_")[0] for stage in planned if stage.endswith(f"_{name}")]
-        models[name] = train_and_evaluate(name, prepared, config, run, timer, steps)
+        models[name] = train_and_evaluate(name, prepared, config, run, timer, steps, cluster)
         if models[name] is not None:
             models[name]["label"] = MODEL_LABELS[name]
     if "report" not in planned:
@@ -593,6 +613,83 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
         with timer.stage("report"):
             render_report(run.root, Path(out_dir), page_size=page_size, force=force_out)
     return results
+
+
+def work_for_chief(config: StudyConfig, data_path: str | None, run_dir: Path,
+                   cluster: Cluster) -> None:
+    """Run trials of each unfinished search for the chief, then return None.
+
+    The worker loads the same data as the chief and checks them, and its
+    settings, against the manifest the chief wrote in the shared run folder,
+    so its trials belong to the chief's study. It writes no stage record.
+    """
+    run = RunFolder(run_dir)
+    full = load_dataset(data_path, cache_dir=None)
+    dataset = subsample(full, config.train_images, config.test_images, config.seed)
+    check_trainable(dataset, config.validation_fraction)
+    check_chief_manifest(run, config, data_fingerprint(dataset), data_path)
+
+    from study.training import PreparedData, search_for_chief
+
+    prepared = PreparedData.from_dataset(dataset, config)
+    for name in MODELS:
+        if run.stage_file(f"search_{name}").exists():
+            log.info("%s search: already finished in %s; no trials to run", name, run.root)
+            continue
+        search_for_chief(name, prepared, config, run, cluster)
+    log.info("worker %s: both searches are finished; the chief refits, evaluates and renders "
+             "the report", cluster.worker_id)
+    return None
+
+
+CHIEF_WAIT_SECONDS = 3600.0  # how long a worker waits for the chief's manifest
+MISMATCH_WAIT_SECONDS = 60.0  # how long a worker waits for a differing manifest to change
+MANIFEST_POLL_SECONDS = 2.0
+
+
+def check_chief_manifest(run: RunFolder, config: StudyConfig, fingerprint: str,
+                         data_path: str | None, wait_s: float = CHIEF_WAIT_SECONDS,
+                         mismatch_wait_s: float = MISMATCH_WAIT_SECONDS) -> None:
+    """Wait for the chief's manifest in the run folder; raise RunFolderError if it differs.
+
+    A manifest that differs is read again for `mismatch_wait_s` seconds,
+    because a chief started with --restart rewrites the one an earlier
+    study left.
+    """
+    path = run.root / "manifest.json"
+    digest = config_hash(config)
+    start = time.monotonic()
+    logged = False
+    while True:
+        recorded = json.loads(path.read_text()) if path.exists() else None
+        if recorded and recorded.get("config_hash") == digest and \
+                recorded.get("data_fingerprint") == fingerprint:
+            return
+        waited = time.monotonic() - start
+        if recorded is None and waited > wait_s:
+            raise RunFolderError(
+                f"no chief recorded its settings in {path} within {wait_s:.0f} s; start the "
+                "chief with the same --run-dir, in a folder this worker shares")
+        if recorded is not None and waited > mismatch_wait_s:
+            raise RunFolderError(_worker_mismatch(run, recorded, config, fingerprint, data_path))
+        if not logged:
+            log.info("waiting for the chief to record matching settings in %s", path)
+            logged = True
+        time.sleep(MANIFEST_POLL_SECONDS)
+
+
+def _worker_mismatch(run: RunFolder, recorded: dict, config: StudyConfig, fingerprint: str,
+                     data_path: str | None) -> str:
+    if recorded.get("config_hash") != config_hash(config):
+        changes = changed_keys({"config": recorded.get("config") or {}},
+                               {"config": to_dict(config)})
+        return (f"this worker's settings differ from the chief's in {run.root} "
+                f"({', '.join(changes[:4])}); start the worker with the chief's settings, "
+                f"for example --config {run.root / CONFIG_FILE}")
+    cache = "the Keras CIFAR-10 cache"
+    return (f"this worker's data (fingerprint {fingerprint} from {data_path or cache}) differ "
+            f"from the chief's ({recorded.get('data_fingerprint')} from "
+            f"{recorded.get('data') or cache}); pass the chief's --data")
 
 
 def _partial_run(run: RunFolder, planned: list[str], config: StudyConfig) -> None:

@@ -35,10 +35,13 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from study.cluster import Cluster
 from study.config import SearchBudget
+from study.distributed import WorkerOracleClient, serve_search
 from study.files import write_text_atomically
-from study.ledger import (BUDGET_GUARD, GUARD_FILE, NAN_GUARD, RUNS_FILE,
-                          build_ledger, hyperband_rounds, read_json_lines)
+from study.ledger import (BUDGET_GUARD, GUARD_FILE, NAN_GUARD, RUNS_FILE, SINGLE_TUNER,
+                          WORKER_EVENTS_FILE, build_ledger, hyperband_rounds, read_json_lines,
+                          read_tuner_lines, tuner_file)
 from study.models.optimizers import schedule_length
 from study.progress import search_progress
 
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 # keras-tuner 1.4.8 stops a search after 3 consecutive failed trials by
 # default. A study should lose only the failed trials, so the limit is set out of reach.
 MAX_CONSECUTIVE_FAILED_TRIALS = 1_000_000
+# A trial whose worker is lost goes to another worker this many times, then fails.
+LOST_WORKER_RERUNS = 1
 
 
 class SearchError(RuntimeError):
@@ -65,15 +70,17 @@ def trial_seed(seed: int, trial_id: str) -> int:
 class GuardLog:
     """Append guard events for one trial to a JSON-lines file."""
 
-    def __init__(self, path: Path, trial_id: str):
+    def __init__(self, path: Path, trial_id: str, tuner_id: str = SINGLE_TUNER):
         self.path = Path(path)
         self.trial_id = trial_id
+        self.tuner_id = tuner_id
 
     def record(self, guard: str, epoch: int, detail: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps({"trial_id": self.trial_id, "guard": guard,
-                                     "epoch": epoch, "detail": detail}) + "\n")
+                                     "epoch": epoch, "detail": detail,
+                                     "tuner_id": self.tuner_id}) + "\n")
 
 
 class TrialTimeLimit(keras.callbacks.Callback):
@@ -219,8 +226,57 @@ class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
 
     clock: SearchClock | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lost_runs: dict[str, int] = {}  # trial id -> times a lost worker held it
+
     def save(self):
         write_text_atomically(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+    def get_state(self):
+        return {**super().get_state(), "lost_runs": self.lost_runs}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.lost_runs = dict(state.get("lost_runs") or {})
+
+    @kt.synchronized
+    def tuner_of(self, trial_id: str) -> str | None:
+        """Return the id of the tuner running `trial_id`, or None when none runs it."""
+        return next((tuner_id for tuner_id, trial in self.ongoing_trials.items()
+                     if trial.trial_id == trial_id), None)
+
+    @kt.synchronized
+    def active_tuners(self) -> list[str]:
+        """Return the ids of the tuners that requested trials and have not yet received STOPPED."""
+        return sorted(self.tuner_ids)
+
+    @kt.synchronized
+    def release_tuner(self, tuner_id: str, reason: str) -> dict | None:
+        """Forget a worker that went silent; return what became of its trial.
+
+        Its trial goes back to the queue for the next worker the first
+        `LOST_WORKER_RERUNS` times a worker is lost on it, and is marked
+        failed after that. Returns None when the worker held no trial.
+        """
+        self.tuner_ids.discard(tuner_id)
+        trial = self.ongoing_trials.pop(tuner_id, None)
+        if trial is None:
+            return None
+        losses = self.lost_runs.get(trial.trial_id, 0) + 1
+        self.lost_runs[trial.trial_id] = losses
+        if losses <= LOST_WORKER_RERUNS:
+            action = "rerun"
+            self._retry_queue.append(trial.trial_id)
+        else:
+            action = "failed"
+            trial.status = kt.engine.trial.TrialStatus.FAILED
+            trial.message = f"{reason}; this trial lost its worker {losses} times"
+            self.end_order.append(trial.trial_id)
+            self._save_trial(trial)
+        self.save()
+        return {"trial_id": trial.trial_id, "tuner_id": tuner_id, "action": action,
+                "losses": losses}
 
     def create_trial(self, tuner_id):
         # keras-tuner's search loop ends cleanly when the oracle hands out a
@@ -267,10 +323,13 @@ class StudyHyperband(kt.Hyperband):
         # kt.Hyperband.__init__ only builds a plain HyperbandOracle and passes
         # it on; Tuner.__init__ takes this one instead.
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+        if self._is_worker():  # Tuner.__init__ wrapped the oracle in keras-tuner's client
+            self.oracle = WorkerOracleClient(self.oracle._oracle)
         self.budget = budget
         self.clock = clock
-        self.guard_path = Path(self.project_dir) / GUARD_FILE
-        self.runs_path = Path(self.project_dir) / RUNS_FILE
+        # Each tuner of a distributed search appends to files of its own.
+        self.guard_path = tuner_file(Path(self.project_dir), GUARD_FILE, self.tuner_id)
+        self.runs_path = tuner_file(Path(self.project_dir), RUNS_FILE, self.tuner_id)
         self.study_seed = study_seed
         # The schedule's size when no trial fails, for the progress lines.
         self.expected_trials = hyperband_trial_count(budget.max_epochs, budget.factor,
@@ -281,12 +340,13 @@ class StudyHyperband(kt.Hyperband):
         self._epochs = EpochRecorder()
 
     def save(self):
-        self.oracle.save()
+        if not self._is_worker():  # a worker's oracle lives in the chief
+            self.oracle.save()
         write_text_atomically(self._get_tuner_fname(), json.dumps(self.get_state()))
 
     def run_trial(self, trial, *args, **kwargs):
         keras.utils.set_random_seed(trial_seed(self.study_seed, trial.trial_id))
-        guard_log = GuardLog(self.guard_path, trial.trial_id)
+        guard_log = GuardLog(self.guard_path, trial.trial_id, self.tuner_id)
         budget = self.budget
         guards = [
             RecordedEarlyStopping("val_loss_patience", guard_log, monitor="val_loss",
@@ -323,25 +383,40 @@ class StudyHyperband(kt.Hyperband):
         with self.runs_path.open("a") as handle:
             handle.write(json.dumps({"trial_id": trial.trial_id, "seconds": seconds,
                                      "epochs_trained": len(self._epochs.val_accuracy),
-                                     "val_accuracy": self._epochs.val_accuracy}) + "\n")
+                                     "val_accuracy": self._epochs.val_accuracy,
+                                     "tuner_id": self.tuner_id, "finished": time.time()}) + "\n")
         super().on_trial_end(trial)
+        self.log_ended_trial(trial.trial_id)
+
+    def log_ended_trial(self, trial_id: str, tuner_id: str | None = None) -> None:
+        """Log a trial's outcome as the oracle recorded it, then the search's progress.
+
+        The chief of a distributed search calls this for each result a
+        worker sends, naming the worker.
+        """
+        # A worker's own trial object has no score: the chief's oracle computes it.
+        trial = self.oracle.get_trial(trial_id)
         values = trial.hyperparameters.values
         score = trial.score if trial.score is not None else float("nan")
-        log.info("%s trial %s: %s, val_accuracy %.4f, epochs trained to %d "
+        run = next((record for record in reversed(read_tuner_lines(Path(self.project_dir),
+                                                                   RUNS_FILE))
+                    if record["trial_id"] == trial_id), {})
+        worker = f" on {tuner_id}" if tuner_id else ""
+        log.info("%s trial %s%s: %s, val_accuracy %.4f, epochs trained to %d "
                  "(bracket %s, round %s), %.1f s",
-                 self.project_name, trial.trial_id, trial.status, score,
+                 self.project_name, trial_id, worker, trial.status, score,
                  values.get("tuner/epochs", 0), values.get("tuner/bracket"),
-                 values.get("tuner/round"), seconds)
+                 values.get("tuner/round"), run.get("seconds") or 0.0)
         self._log_progress()
 
     def _log_progress(self) -> None:
         """Log the trials done of the schedule, the best score so far and the time left."""
-        runs = read_json_lines(self.runs_path)
+        runs = read_tuner_lines(Path(self.project_dir), RUNS_FILE)
         best = self.oracle.get_best_trials(1)
         minutes = self.clock.minutes
         log.info("%s", search_progress(
-            self.project_name, len(runs), self.expected_trials,
-            best[0].score if best else None, self.clock.seconds(),
+            self.project_name, len({record["trial_id"] for record in runs}),
+            self.expected_trials, best[0].score if best else None, self.clock.seconds(),
             sum(record.get("epochs_trained") or 0 for record in runs), self.planned_epochs,
             None if minutes is None else 60.0 * minutes))
 
@@ -408,22 +483,50 @@ def _check_reloaded_space(name: str, tuner: kt.Tuner, hypermodel: kt.HyperModel,
 
 
 def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train, validation,
-               run_dir: Path, seed: int,
-               callbacks: list | tuple = ()) -> tuple[kt.HyperParameters, dict]:
+               run_dir: Path, seed: int, callbacks: list | tuple = (),
+               cluster: Cluster | None = None,
+               strategy=None) -> tuple[kt.HyperParameters, dict] | None:
     """Run (or continue) the Hyperband search; return the best hyperparameters and a summary.
 
     `train` and `validation` are batched tf.data datasets; `callbacks` go to
     every trial's `fit` (the EpochOrder of a shuffled `train`). With
     `budget.budget_minutes`, the search ends when that wall time runs out
     (see SearchClock for what a resumed search counts), and the summary's
-    ledger records whether the budget cut it short. Raises SearchError when no
-    trial completed.
+    ledger records whether the budget cut it short. `cluster` makes this
+    process the chief of a distributed search, which serves the trials and
+    runs none, or one of its workers, which runs trials and returns None.
+    `strategy` (a tf.distribute strategy) trains each trial on several
+    devices. Raises SearchError when no trial completed.
     """
+    cluster = cluster or Cluster()
     search_dir = Path(run_dir) / "search"
-    earlier_runs = read_json_lines(search_dir / name / RUNS_FILE)
+    with cluster.environment(name):
+        tuner = _make_tuner(name, hypermodel, budget, search_dir, seed, strategy)
+        if cluster.role == "worker":
+            _search_as_worker(name, tuner, hypermodel, cluster, budget, train, validation,
+                              callbacks)
+            return None
+        _check_reloaded_space(name, tuner, hypermodel, search_dir)
+        _log_search_plan(name, tuner, budget, search_dir)
+        start = time.monotonic()
+        if cluster.role == "chief":
+            tuner.oracle.verbose = 0  # keras-tuner's own trial display; the log has it all
+            tuner.save()
+            tuner.clock.start()
+            serve_search(tuner.oracle, cluster.address(name), cluster.worker_timeout_s,
+                         Path(tuner.project_dir) / WORKER_EVENTS_FILE, tuner.log_ended_trial)
+        else:
+            _search(tuner, hypermodel, budget, train, validation, callbacks)
+        seconds = time.monotonic() - start
+    return _best_and_summary(name, tuner, seconds)
+
+
+def _make_tuner(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, search_dir: Path,
+                seed: int, strategy) -> StudyHyperband:
+    earlier_runs = read_tuner_lines(search_dir / name, RUNS_FILE)
     clock = SearchClock(budget.budget_minutes,
                         sum(record.get("seconds") or 0.0 for record in earlier_runs))
-    tuner = StudyHyperband(
+    return StudyHyperband(
         hypermodel,
         objective="val_accuracy",
         directory=str(search_dir),
@@ -433,8 +536,12 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
         budget=budget,
         clock=clock,
         study_seed=seed,
+        distribution_strategy=strategy,
     )
-    _check_reloaded_space(name, tuner, hypermodel, search_dir)
+
+
+def _log_search_plan(name: str, tuner: StudyHyperband, budget: SearchBudget,
+                     search_dir: Path) -> None:
     if tuner.oracle.trials:
         statuses = [trial.status for trial in tuner.oracle.trials.values()]
         log.info("%s search: continuing from %s: %d trials finished, %d interrupted "
@@ -442,17 +549,34 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
                  len(statuses) - statuses.count("RUNNING"), statuses.count("RUNNING"))
     log.info("%s search: Hyperband, max_epochs %d, factor %d, %d iteration(s), about %d trials",
              name, budget.max_epochs, budget.factor, budget.iterations, tuner.expected_trials)
+    clock = tuner.clock
     if clock.minutes is not None:
         log.info("%s search: wall-clock budget %g min, %.0f s of it spent by earlier runs",
                  name, clock.minutes, clock.spent_before_s)
-    start = time.monotonic()
+
+
+def _search(tuner: StudyHyperband, hypermodel: kt.HyperModel, budget: SearchBudget, train,
+            validation, callbacks) -> None:
     # The pipeline shuffles; Keras's own shuffle flag does nothing for a tf.data input.
     # A scheduled learning rate spans Hyperband's largest epoch budget, so a
     # promoted trial continues along the curve it started on.
     tuner.search(train, validation_data=validation, shuffle=False, verbose=0,
                  callbacks=list(callbacks), **schedule_length(hypermodel, budget.max_epochs))
-    seconds = time.monotonic() - start
-    return _best_and_summary(name, tuner, seconds)
+
+
+def _search_as_worker(name: str, tuner: StudyHyperband, hypermodel: kt.HyperModel,
+                      cluster: Cluster, budget: SearchBudget, train, validation,
+                      callbacks) -> None:
+    log.info("%s search: worker %s asks the chief at %s for trials", name, cluster.worker_id,
+             cluster.address(name))
+    start = time.monotonic()
+    try:
+        _search(tuner, hypermodel, budget, train, validation, callbacks)
+    finally:
+        tuner.oracle.close()
+    log.info("%s search: the chief has no more trials; worker %s ran %d of them in %.1f s",
+             name, cluster.worker_id, len(read_json_lines(tuner.runs_path)),
+             time.monotonic() - start)
 
 
 def _budget_outcome(name: str, tuner: StudyHyperband, events: list[dict]) -> dict | None:
@@ -488,7 +612,7 @@ def _best_and_summary(name: str, tuner: StudyHyperband,
     completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None
                  and np.isfinite(t.score)]
     failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
-    events = read_json_lines(tuner.guard_path)
+    events = read_tuner_lines(Path(tuner.project_dir), GUARD_FILE)
     budget = _budget_outcome(name, tuner, events)
     if not completed:
         raise _no_completed_trial_error(name, failed, budget)

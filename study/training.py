@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from study import accelerator
+from study.cluster import Cluster
 from study.config import AugmentationSettings, StudyConfig
 from study.data import ImageDataset, stratified_indices
 from study.errors import mistake_images, most_confident_mistakes
@@ -142,14 +143,34 @@ def check_spaces(config: StudyConfig, prepared: PreparedData) -> None:
         build_hypermodel(name, config, prepared)
 
 
+def _search_model(name: str, hypermodel: kt.HyperModel, prepared: PreparedData,
+                  config: StudyConfig, run, cluster: Cluster | None):
+    """Run model `name`'s search on its training subset; return what run_search returns."""
+    search = config.model_settings(name).search
+    train, order = prepared.fit_dataset(search.batch_size, search.train_images,
+                                        config.augmentation)
+    return run_search(name, hypermodel, search, train,
+                      prepared.validation_dataset(search.batch_size), run.root, config.seed,
+                      callbacks=[order, StopCheck()], cluster=cluster,
+                      strategy=prepared.strategy)
+
+
+def search_for_chief(name: str, prepared: PreparedData, config: StudyConfig, run,
+                     cluster: Cluster) -> None:
+    """Run trials of model `name`'s search as one of the chief's workers."""
+    _search_model(name, build_hypermodel(name, config, prepared), prepared, config, run,
+                  cluster)
+
+
 def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, run,
-                       timer, steps=STEPS) -> dict | None:
+                       timer, steps=STEPS, cluster: Cluster | None = None) -> dict | None:
     """Search, refit and evaluate model `name`; return its results.json entry.
 
     `timer.cached(run, stage, compute)` runs each step once per run folder
     and reuses its saved record afterwards. Only the `steps` named run (each
     needs the ones before it); when one is left out, the steps after it are
-    skipped and None is returned.
+    skipped and None is returned. With a chief's `cluster`, workers run the
+    search's trials.
     """
     if "search" not in steps:
         return None
@@ -157,13 +178,7 @@ def train_and_evaluate(name: str, prepared: PreparedData, config: StudyConfig, r
     hypermodel = build_hypermodel(name, config, prepared)
 
     def search() -> dict:
-        train, order = prepared.fit_dataset(settings.search.batch_size,
-                                            settings.search.train_images, config.augmentation)
-        best_hp, summary = run_search(
-            name, hypermodel, settings.search, train,
-            prepared.validation_dataset(settings.search.batch_size),
-            run.root, config.seed, callbacks=[order, StopCheck()],
-        )
+        best_hp, summary = _search_model(name, hypermodel, prepared, config, run, cluster)
         return {"best_hyperparameters": best_hp.values,
                 "hyperparameters_config": best_hp.get_config(), "summary": summary}
 

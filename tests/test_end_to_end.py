@@ -1,11 +1,10 @@
 """The whole study on a slice of the real CIFAR-10 images, through the CLI.
 
-The slice (50 training and 20 test images per class) is cut from the JPEG
-archive beside the checkout. The smoke preset trains one or two epochs, so
-the accuracies are near chance and the checks are about the outputs.
+The study runs once per test session (conftest's `smoke_run`). The smoke
+preset trains one or two epochs, so the accuracies are near chance and the
+checks are about the outputs.
 """
 
-import io
 import json
 import os
 import re
@@ -13,52 +12,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED_ARCHIVE
+from conftest import ROOT
 from study.data import load_dataset, subsample
 from study.results import REQUIRED_KEYS, lookup
 
-PER_CLASS = {"train": 50, "test": 20}
 SECTION_TITLES = ("Data", "Exploration", "Preprocessing", "Models and search", "Refit",
                   "Evaluation", "Conclusions", "Reproducibility")
-
-
-def _cut_slice(source: Path, target: Path) -> None:
-    copied: dict[tuple[str, str], int] = {}
-    with tarfile.open(source, "r|xz") as tar, tarfile.open(target, "w:gz") as out:
-        for member in tar:
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 4:
-                continue
-            key = (parts[-3], parts[-2])
-            if copied.get(key, 0) >= PER_CLASS.get(parts[-3], 0):
-                continue
-            copied[key] = copied.get(key, 0) + 1
-            out.addfile(member, io.BytesIO(tar.extractfile(member).read()))
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    if not SHARED_ARCHIVE.exists():
-        pytest.fail(f"the CIFAR-10 archive is missing at {SHARED_ARCHIVE}")
-    work = tmp_path_factory.mktemp("e2e")
-    data = work / "cifar10-slice.tar.gz"
-    _cut_slice(SHARED_ARCHIVE, data)
-    command = [sys.executable, str(ROOT / "run_study.py"), "--preset", "smoke",
-               "--data", str(data), "--out", str(work / "site"),
-               "--run-dir", str(work / "run")]
-    completed = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    first_results = json.loads((work / "site" / "results.json").read_text())
-    rerun = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
-    assert rerun.returncode == 0, rerun.stderr[-4000:]
-    return work, completed, first_results, rerun
 
 
 class _ImageSources(HTMLParser):

@@ -392,3 +392,33 @@ def test_search_budget_option():
     for text in ("0", "-3", "nan", "inf", "ten"):
         with pytest.raises(argparse.ArgumentTypeError, match="positive number of minutes"):
             budget_minutes(text)
+
+
+def test_distributed_search_merges_worker_files_and_names_lost_workers(tmp_path):
+    """Trial 0001 ran on w1, which was lost; w2 reran it. Only w2's run and guards count."""
+    trials = [_trial("0000", 0, 0, 0, 3, score=0.30),
+              _trial("0001", 0, 0, 0, 3, score=0.40, rate=2e-3)]
+    folder = _write_folder(tmp_path / "cnn", trials)
+    lost_run = {**_run("0001", 9.0, [0.1]), "tuner_id": "w1", "finished": 100.0}
+    files = {
+        "trial_runs.w1.jsonl": [{**_run("0000", 2.0, [0.30]), "tuner_id": "w1",
+                                 "finished": 50.0}, lost_run],
+        "trial_runs.w2.jsonl": [{**_run("0001", 3.0, [0.2, 0.4]), "tuner_id": "w2",
+                                 "finished": 200.0}],
+        "guard_events.w1.jsonl": [{**_guard("0001", "val_loss_patience", 1), "tuner_id": "w1"}],
+    }
+    for name, records in files.items():
+        (folder / name).write_text("".join(json.dumps(record) + "\n" for record in records))
+    (folder / "worker_events.jsonl").write_text(json.dumps(
+        {"trial_id": "0001", "tuner_id": "w1", "action": "rerun", "losses": 1}) + "\n")
+
+    ledger = build_ledger(folder)
+    rerun = ledger["trials"][1]
+    assert (rerun["tuner_id"], rerun["seconds"], rerun["epochs_trained"]) == ("w2", 3.0, 2)
+    assert rerun["guards"] == []
+    assert [event["tuner_id"] for event in rerun["lost_workers"]] == ["w1"]
+    assert ledger["trials"][0]["lost_workers"] == []
+    totals = ledger["totals"]
+    assert totals["workers"] == ["w1", "w2"]
+    assert (totals["rerun_after_lost_worker"], totals["failed_after_lost_worker"]) == (1, 0)
+    assert totals["seconds"] == 5.0
