@@ -353,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                       "before it are kept in %s", args.run_dir)
         return 1
     if results is None and cluster.role == "worker":
-        print(f"worker {cluster.worker_id} finished: the chief has no more trials; it "
-              f"writes the report from {args.run_dir}")
+        print(f"worker {cluster.worker_id} finished: the chief has no more trials to hand "
+              f"out; the chief goes on from {args.run_dir}")
         return 0
     if results is None:
         print(f"stages {', '.join(args.stages)} finished in {args.run_dir}; run without "
