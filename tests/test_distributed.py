@@ -372,7 +372,7 @@ def test_search_survives_killed_worker(smoke_run, tmp_path):
     data = smoke_run[0] / "cifar10-slice.tar.gz"
     port = _free_port()
     chief = _start(tmp_path, data, port, "chief", "--stages", "search",
-                   "--worker-timeout", "12")
+                   "--worker-timeout", "20")
     victim = _start(tmp_path, data, port, "w1")
     survivor = _start(tmp_path, data, port, "w2")
     lost_trial = _wait_for_trial_of(tmp_path / "run" / "search" / "cnn" / "oracle.json", "w1")
