@@ -287,6 +287,11 @@ class AtomicHyperbandOracle(kt.oracles.HyperbandOracle):
                                          status=kt.engine.trial.TrialStatus.STOPPED)
         return super().create_trial(tuner_id)
 
+    def search_finished(self) -> bool:
+        """Return True when no trial runs or waits for a rerun and the schedule has none left."""
+        return not self.ongoing_trials and not self._retry_queue and \
+            not self._schedule_has_trial()
+
     def _schedule_has_trial(self) -> bool:
         """Ask the Hyperband schedule for its next trial, then restore the oracle's state.
 
@@ -510,11 +515,7 @@ def run_search(name: str, hypermodel: kt.HyperModel, budget: SearchBudget, train
         _log_search_plan(name, tuner, budget, search_dir)
         start = time.monotonic()
         if cluster.role == "chief":
-            tuner.oracle.verbose = 0  # keras-tuner's own trial display; the log has it all
-            tuner.save()
-            tuner.clock.start()
-            serve_search(tuner.oracle, cluster.address(name), cluster.worker_timeout_s,
-                         Path(tuner.project_dir) / WORKER_EVENTS_FILE, tuner.log_ended_trial)
+            _serve_as_chief(name, tuner, cluster)
         else:
             _search(tuner, hypermodel, budget, train, validation, callbacks)
         seconds = time.monotonic() - start
@@ -562,6 +563,18 @@ def _search(tuner: StudyHyperband, hypermodel: kt.HyperModel, budget: SearchBudg
     # promoted trial continues along the curve it started on.
     tuner.search(train, validation_data=validation, shuffle=False, verbose=0,
                  callbacks=list(callbacks), **schedule_length(hypermodel, budget.max_epochs))
+
+
+def _serve_as_chief(name: str, tuner: StudyHyperband, cluster: Cluster) -> None:
+    if tuner.oracle.search_finished():
+        # A chief stopped after the last trial ended: no worker would come to end the search.
+        log.info("%s search: every trial of the schedule has ended; no worker is needed", name)
+        return
+    tuner.oracle.verbose = 0  # keras-tuner's own trial display; the log has it all
+    tuner.save()
+    tuner.clock.start()
+    serve_search(tuner.oracle, cluster.address(name), cluster.worker_timeout_s,
+                 Path(tuner.project_dir) / WORKER_EVENTS_FILE, tuner.log_ended_trial)
 
 
 def _search_as_worker(name: str, tuner: StudyHyperband, hypermodel: kt.HyperModel,

@@ -154,6 +154,25 @@ def test_lost_runs_survive_a_reload(tmp_path):
     assert reloaded.lost_runs == {trial.trial_id: 1}
 
 
+def test_search_finished_only_after_the_whole_schedule(tmp_path):
+    oracle = _oracle(tmp_path)
+    assert not oracle.search_finished()
+    for _ in range(TRIALS):
+        trial = oracle.create_trial("w1")
+        assert not oracle.search_finished()  # a trial is running
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert oracle.search_finished()
+
+
+def test_checking_the_schedule_draws_no_values(tmp_path):
+    checked, plain = _oracle(tmp_path / "a"), _oracle(tmp_path / "b")
+    checked.search_finished()
+    assert checked.create_trial("w1").hyperparameters.values == \
+        plain.create_trial("w1").hyperparameters.values
+
+
 # ---- The chief's server and the workers' client over loopback ----------------------
 
 
