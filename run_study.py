@@ -305,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write the run folder {args.run_dir} ({err.strerror or err}); "
               "make it writable or choose another --run-dir", file=sys.stderr)
         return 1
-    log.info("resolved config (stored in %s once the data are checked):\n%s",
-             args.run_dir / "config.toml", config_listing(config))
+    stored = ("the chief stores its own" if cluster.role == "worker"
+              else "stored once the data are checked")
+    log.info("resolved config (%s in %s):\n%s", stored, args.run_dir / "config.toml",
+             config_listing(config))
 
     from report.render import OutputFolderError
     from study.config_file import ConfigError
@@ -319,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         from study.search import SearchError, SearchSpaceChanged
 
     start = time.monotonic()
-    log.info("preset %s, seed %d, run folder %s, site %s, %s",
-             config.preset, config.seed, args.run_dir, args.out, cluster.describe())
+    site = "no site (a worker)" if cluster.role == "worker" else f"site {args.out}"
+    log.info("preset %s, seed %d, run folder %s, %s, %s", config.preset, config.seed,
+             args.run_dir, site, cluster.describe())
     try:
         # Schedulers stop jobs with SIGTERM; it ends the run like Ctrl-C does.
         with stop_on_signals():
@@ -353,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                       "before it are kept in %s", args.run_dir)
         return 1
     if results is None and cluster.role == "worker":
-        print(f"worker {cluster.worker_id} finished: the chief has no more trials to hand "
-              f"out; the chief goes on from {args.run_dir}")
+        print(f"worker {cluster.worker_id} finished: both searches in {args.run_dir} have "
+              "ended, and the chief does the rest of the study")
         return 0
     if results is None:
         print(f"stages {', '.join(args.stages)} finished in {args.run_dir}; run without "

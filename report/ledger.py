@@ -232,19 +232,20 @@ def workers_sentence(ledger: dict) -> str | None:
     if not workers:
         return None
     ran = [trial.get("tuner_id") for trial in ledger["trials"]]
-    counts = [f"{worker} {format_count(ran.count(worker))}" for worker in workers]
-    text = (f"{counted(len(workers), 'worker')} ran the trials for a chief process "
-            f"({join_words(counts)}).")
+    counts = [f"{worker} ran {counted(ran.count(worker), 'trial')}" for worker in workers]
+    text = (f"{counted(len(workers), 'worker process', 'worker processes')} ran the trials "
+            f"for a chief: {join_words(counts)}. The search time counts from the moment the "
+            "chief began to serve trials, so it includes any wait for the first worker.")
     for trial in ledger["trials"]:
         for event in trial.get("lost_workers") or []:
             if event["action"] == "rerun":
-                text += (f" Worker {event['tuner_id']} stopped answering during trial "
-                         f"{trial['trial_id']}, so the trial was run again")
+                text += (f" Worker {event['tuner_id']} stopped sending heartbeats during "
+                         f"trial {trial['trial_id']}, so the trial was run again")
                 text += f" by {trial['tuner_id']}." if trial.get("tuner_id") else "."
             else:
-                text += (f" Trial {trial['trial_id']} was marked failed after it lost its "
-                         f"worker {format_count(event['losses'])} times, the last "
-                         f"{event['tuner_id']}.")
+                text += (f" Trial {trial['trial_id']} was marked failed after losing its "
+                         f"worker {format_count(event['losses'])} times (the last was "
+                         f"{event['tuner_id']}).")
     return text
 
 

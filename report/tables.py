@@ -350,6 +350,19 @@ def _refit_seed_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def _search_process_rows(results: dict) -> list[list[str]]:
+    # A distributed search ran its trials in worker processes, possibly on other
+    # machines; the rows above describe the chief's.
+    workers = sorted({worker for _, model in model_items(results)
+                      for worker in ((model.get("search") or {}).get("ledger") or {})
+                      .get("totals", {}).get("workers", [])})
+    if not workers:
+        return []
+    return [["Search trials run by", f"{len(workers)} worker process"
+             f"{'' if len(workers) == 1 else 'es'} ({', '.join(workers)}) for a chief; "
+             "the hardware rows describe the chief's machine"]]
+
+
 def environment_table(results: dict) -> TableView:
     """List the run's manifest: settings, seeds, data fingerprint, software and hardware."""
     config, environment = results["config"], results["environment"]
@@ -371,6 +384,7 @@ def environment_table(results: dict) -> TableView:
     ]
     rows += _accelerator_rows(environment.get("accelerator") or {},
                               config.get("accelerator") or {})
+    rows += _search_process_rows(results)
     return TableView(key="environment", headers=["Item", "Value"], rows=rows,
                      numeric=[False, False])
 

@@ -11,6 +11,7 @@ study.distributed has the server and the client.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -82,34 +83,41 @@ class Cluster:
                     os.environ[name] = value
 
 
-def parse_address(text: str) -> tuple[str, int]:
+ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]+)")
+
+
+def parse_address(text: str, source: str = "--chief-address") -> tuple[str, int]:
     """Split HOST:PORT (an IPv6 host in brackets); the port leaves room for PORT + 1.
+
+    `source` names where the text came from, for the error message.
 
     >>> parse_address("10.0.0.5:6000")
     ('10.0.0.5', 6000)
     >>> parse_address("[::1]:6000")
     ('::1', 6000)
     """
-    host, _, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
+    match = ADDRESS.fullmatch(text)
     last = 65535 - max(PORT_OFFSETS.values())
-    if not host or not port.isdigit() or not 1 <= int(port) <= last:
+    if not match or not 1 <= int(match.group(2)) <= last:
+        example = (f"{source} {DEFAULT_ADDRESS}" if source.startswith("--")
+                   else f"{ENV_IP}=127.0.0.1 {ENV_PORT}={DEFAULT_PORT}")
         raise ClusterError(
-            f"chief address {text!r} is not HOST:PORT with a port from 1 to {last} (the "
-            f"ViT search uses PORT + 1); for example --chief-address {DEFAULT_ADDRESS}")
-    return host, int(port)
+            f"chief address {text!r} from {source} is not HOST:PORT (a host name or IP "
+            f"address without a scheme, and a port from 1 to {last}, as the ViT search uses "
+            f"PORT + 1); for example {example}")
+    return match.group(1).removeprefix("[").removesuffix("]"), int(match.group(2))
 
 
-def check_worker_id(worker_id: str) -> str:
+def check_worker_id(worker_id: str, source: str = "--worker-id") -> str:
     """Return the id when a worker may use it; raise ClusterError naming the rule it breaks."""
     if not WORKER_ID.fullmatch(worker_id):
-        raise ClusterError(f"worker id {worker_id!r} may contain only letters, digits, '.', "
-                           "'_' and '-', because it names the worker's files; for example "
-                           "--worker-id gpu-0")
+        raise ClusterError(f"worker id {worker_id!r} from {source} may contain only letters, "
+                           "digits, '.', '_' and '-', because it names the worker's files; "
+                           "for example gpu-0")
     if "chief" in worker_id or worker_id == "tuner0":
-        raise ClusterError(f"worker id {worker_id!r} is reserved: keras-tuner treats an id "
-                           "containing 'chief' as the chief, and 'tuner0' names a single "
-                           "process; choose another --worker-id")
+        raise ClusterError(f"worker id {worker_id!r} from {source} is reserved: keras-tuner "
+                           "treats an id containing 'chief' as the chief, and 'tuner0' names "
+                           f"a single process; choose another id in {source}")
     return worker_id
 
 
@@ -123,33 +131,45 @@ def resolve_cluster(role: str | None, address: str | None, worker_id: str | None
                     environ: dict | None = None) -> Cluster:
     """Build the Cluster from the command line, then keras-tuner's variables, then defaults.
 
-    Without --role, KERASTUNER_ORACLE_IP in the environment makes this a
-    distributed process: KERASTUNER_TUNER_ID "chief" is the chief and any
-    other id a worker. Raises ClusterError naming a value that cannot work.
+    Each option falls back on its variable: --role on KERASTUNER_TUNER_ID
+    ("chief" in it makes the chief, any other id a worker) once
+    KERASTUNER_ORACLE_IP is set, --chief-address on KERASTUNER_ORACLE_IP and
+    KERASTUNER_ORACLE_PORT, and a worker's --worker-id on KERASTUNER_TUNER_ID.
+    Raises ClusterError naming a value that cannot work and where it came from.
     """
     environ = os.environ if environ is None else environ
-    from_env = role is None and ENV_IP in environ
-    if from_env:
-        if ENV_PORT not in environ or ENV_ID not in environ:
+    env_id = environ.get(ENV_ID)
+    address_source = "--chief-address"
+    if ENV_IP in environ:
+        if ENV_PORT not in environ or (role is None and env_id is None):
             raise ClusterError(f"{ENV_IP} is set, so {ENV_PORT} and {ENV_ID} must be set "
                                "too; set them, or pass --role, --chief-address and "
                                "--worker-id instead")
-        tuner_id = environ[ENV_ID]
-        role = "chief" if "chief" in tuner_id else "worker"
-        address = address or f"{environ[ENV_IP]}:{environ[ENV_PORT]}"
-        worker_id = worker_id or (None if role == "chief" else tuner_id)
+        if role is None:
+            role = "chief" if "chief" in env_id else "worker"
+        if address is None:
+            address = f"{environ[ENV_IP]}:{environ[ENV_PORT]}"
+            address_source = f"{ENV_IP} and {ENV_PORT}"
     role = role or "single"
     if role not in ROLES:
         raise ClusterError(f"role {role!r} is unknown: choose one of {', '.join(ROLES)}")
-    if role != "worker" and worker_id is not None and not from_env:
+    if role != "worker" and worker_id is not None:
         raise ClusterError(f"--worker-id {worker_id} names a worker, but the role is {role}; "
                            "add --role worker or leave --worker-id out")
-    host, port = parse_address(address or DEFAULT_ADDRESS)
+    host, port = parse_address(address or DEFAULT_ADDRESS, address_source)
     timeout = DEFAULT_WORKER_TIMEOUT_S if worker_timeout_s is None else worker_timeout_s
-    if not timeout > 2 * HEARTBEAT_SECONDS:
-        raise ClusterError(f"worker timeout {timeout:g} s is too short: workers send a "
-                           f"heartbeat every {HEARTBEAT_SECONDS:g} s, so give more than "
-                           f"{2 * HEARTBEAT_SECONDS:g} s, for example --worker-timeout 120")
-    if role == "worker":
-        worker_id = check_worker_id(default_worker_id() if worker_id is None else worker_id)
-    return Cluster(role, host, port, worker_id if role == "worker" else None, timeout)
+    # Only the chief watches the workers; the others accept the option, so that
+    # one set of options can start every process.
+    if role == "chief" and not (math.isfinite(timeout) and timeout > 2 * HEARTBEAT_SECONDS):
+        raise ClusterError(f"worker timeout {timeout:g} s cannot work: workers send a "
+                           f"heartbeat every {HEARTBEAT_SECONDS:g} s, so give a finite number "
+                           f"above {2 * HEARTBEAT_SECONDS:g}, for example --worker-timeout 120")
+    if role != "worker":
+        return Cluster(role, host, port, None, timeout)
+    if worker_id is not None:
+        worker_id = check_worker_id(worker_id)
+    elif env_id is not None and ENV_IP in environ:
+        worker_id = check_worker_id(env_id, ENV_ID)
+    else:
+        worker_id = default_worker_id()
+    return Cluster(role, host, port, worker_id, timeout)

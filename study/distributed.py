@@ -112,7 +112,10 @@ def serve_search(oracle, address: str, worker_timeout_s: float, events_path: Pat
     """
     servicer = LeasedOracleServicer(oracle, on_trial_end)
     # One thread, as in keras-tuner: the oracle handles one request at a time anyway.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    # gRPC lets servers share a port by default (SO_REUSEPORT). A second chief on
+    # the same port would then take half the workers, so binding must fail instead.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
+                         options=[("grpc.so_reuseport", 0)])
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:
         bound = server.add_insecure_port(address)

@@ -421,7 +421,7 @@ class StageTimer:
         self.seconds: dict[str, float] = {}
         self.reused: list[str] = []
         self.resumed: dict[str, float] = {}
-        self._computed: dict[str, dict] = {}  # records this invocation computed
+        self._records: dict[str, dict] = {}  # the records this invocation has returned
 
     @contextmanager
     def stage(self, name: str):
@@ -438,8 +438,8 @@ class StageTimer:
 
         A stage asked for twice in one invocation is computed once.
         """
-        if name in self._computed:
-            return self._computed[name]
+        if name in self._records:
+            return self._records[name]
         saved = run.load_stage(name)
         if saved is not None:
             self.seconds[name] = saved["seconds"]
@@ -448,6 +448,7 @@ class StageTimer:
                 self.resumed[name] = saved["earlier_seconds"]
             log.info("stage %s: reused from an earlier run (it took %.1f s)", name,
                      saved["seconds"])
+            self._records[name] = saved["record"]
             return saved["record"]
         elapsed = run.elapsed_file(name)
         earlier = json.loads(elapsed.read_text())["seconds"] if elapsed.exists() else 0.0
@@ -464,7 +465,7 @@ class StageTimer:
         run.save_stage(name, {"seconds": self.seconds[name], "earlier_seconds": earlier,
                               "record": record})
         elapsed.unlink(missing_ok=True)
-        self._computed[name] = record
+        self._records[name] = record
         return record
 
 
@@ -637,8 +638,8 @@ def work_for_chief(config: StudyConfig, data_path: str | None, run_dir: Path,
             log.info("%s search: already finished in %s; no trials to run", name, run.root)
             continue
         search_for_chief(name, prepared, config, run, cluster)
-    log.info("worker %s: both searches are finished; the chief refits, evaluates and renders "
-             "the report", cluster.worker_id)
+    log.info("worker %s: both searches in %s have ended; the rest of the study is the "
+             "chief's", cluster.worker_id, run.root)
     return None
 
 
@@ -659,32 +660,43 @@ def check_chief_manifest(run: RunFolder, config: StudyConfig, fingerprint: str,
     path = run.root / "manifest.json"
     digest = config_hash(config)
     start = time.monotonic()
-    logged = False
+    said = None  # the last wait reported in the log
     while True:
         recorded = json.loads(path.read_text()) if path.exists() else None
         if recorded and recorded.get("config_hash") == digest and \
                 recorded.get("data_fingerprint") == fingerprint:
             return
         waited = time.monotonic() - start
+        mismatch = recorded and _worker_mismatch(run, recorded, config, fingerprint, data_path)
         if recorded is None and waited > wait_s:
             raise RunFolderError(
                 f"no chief recorded its settings in {path} within {wait_s:.0f} s; start the "
                 "chief with the same --run-dir, in a folder this worker shares")
-        if recorded is not None and waited > mismatch_wait_s:
-            raise RunFolderError(_worker_mismatch(run, recorded, config, fingerprint, data_path))
-        if not logged:
-            log.info("waiting for the chief to record matching settings in %s", path)
-            logged = True
+        if mismatch and waited > mismatch_wait_s:
+            raise RunFolderError(mismatch)
+        if recorded is None and said != "missing":
+            log.info("waiting up to %.0f s for the chief to record its settings in %s", wait_s,
+                     path)
+            said = "missing"
+        elif mismatch and said != "mismatch":
+            log.warning("%s. Waiting up to %.0f s in case a chief started with --restart "
+                        "rewrites %s", mismatch, mismatch_wait_s, path)
+            said = "mismatch"
         time.sleep(MANIFEST_POLL_SECONDS)
 
 
 def _worker_mismatch(run: RunFolder, recorded: dict, config: StudyConfig, fingerprint: str,
                      data_path: str | None) -> str:
     if recorded.get("config_hash") != config_hash(config):
-        changes = changed_keys({"config": recorded.get("config") or {}},
-                               {"config": to_dict(config)})
+        chief = {"config": recorded.get("config") or {}}
+        worker = {"config": to_dict(config)}
+        changes = changed_keys(chief, worker)
+        described = [f"{key} {_value_at(chief, key)!r} in the chief, "
+                     f"{_value_at(worker, key)!r} here" for key in changes[:4]]
+        if len(changes) > 4:
+            described.append(f"{len(changes) - 4} more")
         return (f"this worker's settings differ from the chief's in {run.root} "
-                f"({', '.join(changes[:4])}); start the worker with the chief's settings, "
+                f"({'; '.join(described)}); start the worker with the chief's settings, "
                 f"for example --config {run.root / CONFIG_FILE}")
     cache = "the Keras CIFAR-10 cache"
     return (f"this worker's data (fingerprint {fingerprint} from {data_path or cache}) differ "

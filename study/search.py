@@ -580,8 +580,8 @@ def _serve_as_chief(name: str, tuner: StudyHyperband, cluster: Cluster) -> None:
 def _search_as_worker(name: str, tuner: StudyHyperband, hypermodel: kt.HyperModel,
                       cluster: Cluster, budget: SearchBudget, train, validation,
                       callbacks) -> None:
-    log.info("%s search: worker %s asks the chief at %s for trials", name, cluster.worker_id,
-             cluster.address(name))
+    log.info("%s search: worker %s requests trials from the chief at %s; keras-tuner waits "
+             "up to an hour for a connection", name, cluster.worker_id, cluster.address(name))
     start = time.monotonic()
     try:
         _search(tuner, hypermodel, budget, train, validation, callbacks)

@@ -67,7 +67,24 @@ def test_flags_override_the_variables():
     assert resolve_cluster("single", None, None, environ=environ).role == "single"
 
 
-@pytest.mark.parametrize("address", ["7000", "host:", "host:0", "host:65535", "host:port"])
+def test_role_flag_keeps_the_address_and_id_variables():
+    environ = {ENV_ID: "gpu-1", ENV_IP: "10.0.0.2", ENV_PORT: "6000"}
+    cluster = resolve_cluster("worker", None, None, environ=environ)
+    assert (cluster.host, cluster.port, cluster.worker_id) == ("10.0.0.2", 6000, "gpu-1")
+
+
+def test_bad_variable_is_named_in_the_error():
+    environ = {ENV_ID: "tuner0", ENV_IP: "10.0.0.2", ENV_PORT: "6000"}
+    with pytest.raises(ClusterError, match="from KERASTUNER_TUNER_ID"):
+        resolve_cluster(None, None, None, environ=environ)
+
+
+def test_workers_accept_the_chiefs_timeout_option():
+    assert resolve_cluster("worker", None, "w1", 5.0, environ={}).worker_id == "w1"
+
+
+@pytest.mark.parametrize("address", ["7000", "host:", "host:0", "host:65535", "host:port",
+                                     "http://host:7000", "host:7000:1", "::1:7000"])
 def test_bad_address_names_the_value(address):
     with pytest.raises(ClusterError, match=repr(address)):
         parse_address(address)
@@ -254,6 +271,18 @@ def test_heartbeat_keeps_a_slow_worker(tmp_path, monkeypatch):
     assert len(oracle.trials) == TRIALS
 
 
+def test_second_chief_on_the_same_port_is_refused(tmp_path):
+    from study.distributed import serve_search
+
+    address = f"127.0.0.1:{_free_port()}"
+    first = threading.Thread(target=serve_search, args=(
+        _oracle(tmp_path / "first"), address, 30.0, tmp_path / "first.jsonl"), daemon=True)
+    first.start()
+    time.sleep(1.0)
+    with pytest.raises(ClusterError, match="cannot listen on"):
+        serve_search(_oracle(tmp_path / "second"), address, 30.0, tmp_path / "second.jsonl")
+
+
 def test_busy_address_is_a_clear_error(tmp_path):
     from study.distributed import serve_search
 
@@ -286,7 +315,8 @@ def test_worker_with_other_settings_is_refused(tmp_path):
     chief = build_config("smoke")
     run = _manifest(tmp_path / "run", chief, "abc")
     worker = build_config("smoke", seed=7)
-    with pytest.raises(RunFolderError, match=r"config\.seed.*--config .*config\.toml"):
+    with pytest.raises(RunFolderError, match=r"config\.seed 42 in the chief, 7 here.*"
+                                             r"--config .*config\.toml"):
         check_chief_manifest(run, worker, "abc", None, wait_s=0, mismatch_wait_s=0)
 
 
@@ -363,7 +393,7 @@ def test_only_the_chief_renders_the_report_once(cluster_run):
         worker_log = (cluster_run / "run" / f"study-{worker}.log").read_text()
         assert "stage report" not in worker_log
         assert "stage refit" not in worker_log
-        assert "finished: the chief has no more trials" in (
+        assert "finished: both searches in" in (
             cluster_run / f"{worker}.out").read_text()
 
 

@@ -394,7 +394,8 @@ def test_search_budget_option():
             budget_minutes(text)
 
 
-def test_distributed_search_merges_worker_files_and_names_lost_workers(tmp_path):
+@pytest.fixture
+def distributed(tmp_path) -> Path:
     """Trial 0001 ran on w1, which was lost; w2 reran it. Only w2's run and guards count."""
     trials = [_trial("0000", 0, 0, 0, 3, score=0.30),
               _trial("0001", 0, 0, 0, 3, score=0.40, rate=2e-3)]
@@ -411,14 +412,32 @@ def test_distributed_search_merges_worker_files_and_names_lost_workers(tmp_path)
         (folder / name).write_text("".join(json.dumps(record) + "\n" for record in records))
     (folder / "worker_events.jsonl").write_text(json.dumps(
         {"trial_id": "0001", "tuner_id": "w1", "action": "rerun", "losses": 1}) + "\n")
+    return folder
 
-    ledger = build_ledger(folder)
+
+def test_distributed_ledger_keeps_the_rerun(distributed):
+    ledger = build_ledger(distributed)
     rerun = ledger["trials"][1]
     assert (rerun["tuner_id"], rerun["seconds"], rerun["epochs_trained"]) == ("w2", 3.0, 2)
     assert rerun["guards"] == []
     assert [event["tuner_id"] for event in rerun["lost_workers"]] == ["w1"]
     assert ledger["trials"][0]["lost_workers"] == []
-    totals = ledger["totals"]
+
+
+def test_distributed_ledger_totals(distributed):
+    totals = build_ledger(distributed)["totals"]
     assert totals["workers"] == ["w1", "w2"]
     assert (totals["rerun_after_lost_worker"], totals["failed_after_lost_worker"]) == (1, 0)
     assert totals["seconds"] == 5.0
+
+
+def test_workers_sentence_names_counts_and_the_rerun(distributed):
+    text = report_ledger.workers_sentence(build_ledger(distributed))
+    assert text.startswith("2 worker processes ran the trials for a chief: w1 ran 1 trial "
+                           "and w2 ran 1 trial.")
+    assert "Worker w1 stopped sending heartbeats during trial 0001, so the trial was run " \
+        "again by w2." in text
+
+
+def test_one_process_search_has_no_workers_sentence(searched):
+    assert report_ledger.workers_sentence(build_ledger(searched)) is None

@@ -270,6 +270,17 @@ def test_environment_replica_row(tmp_path):
         "4 (MirroredStrategy: one per GPU, each batch split among them)")
 
 
+def test_environment_names_the_search_workers(tmp_path):
+    results = _fixture_results(tmp_path)
+    assert "Search trials run by" not in dict(narrative.number_tables(results)["environment"].rows)
+    for name, workers in (("cnn", ["w1", "w2"]), ("vit", ["w2", "w3"])):
+        results["models"][name]["search"]["ledger"]["totals"]["workers"] = workers
+    rows = dict(narrative.number_tables(results)["environment"].rows)
+    assert rows["Search trials run by"] == (
+        "3 worker processes (w1, w2, w3) for a chief; the hardware rows describe the chief's "
+        "machine")
+
+
 def test_environment_legacy_no_accelerator(tmp_path):
     rows = narrative.number_tables(_fixture_results(tmp_path, legacy=True))["environment"].rows
     assert [label for label, _ in rows] == ["Preset", "Seed", "Run created", "Python",
