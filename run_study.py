@@ -305,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write the run folder {args.run_dir} ({err.strerror or err}); "
               "make it writable or choose another --run-dir", file=sys.stderr)
         return 1
-    stored = ("the chief stores its own" if cluster.role == "worker"
-              else "stored once the data are checked")
-    log.info("resolved config (%s in %s):\n%s", stored, args.run_dir / "config.toml",
+    stored = ("the chief stores its own in {}" if cluster.role == "worker"
+              else "stored in {} once the data are checked")
+    log.info("resolved config (%s):\n%s", stored.format(args.run_dir / "config.toml"),
              config_listing(config))
 
     from report.render import OutputFolderError
