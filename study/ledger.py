@@ -313,13 +313,18 @@ def build_ledger(tuner_dir: Path, budget: dict | None = None) -> dict:
 
 
 def _events_of_final_runs(events: list[dict], by_trial: dict[str, dict]) -> list[dict]:
-    """Drop the guard events of a trial's runs by other tuners than the one whose run counts."""
-    kept = []
+    """Return the guard events without those of a trial's runs that do not count.
+
+    A trial run twice (its first worker was lost) counts the run recorded
+    last; the events of the other tuner's run are left out.
+    """
+    final = []
     for event in events:
-        run = by_trial.get(event["trial_id"], {})
-        if event.get("tuner_id") in (None, run.get("tuner_id", event.get("tuner_id"))):
-            kept.append(event)
-    return kept
+        counted = by_trial.get(event["trial_id"], {}).get("tuner_id")
+        tuner = event.get("tuner_id")
+        if tuner is None or counted is None or tuner == counted:
+            final.append(event)
+    return final
 
 
 def ledger_from_records(oracle: dict, trials: list[dict], events: list[dict],

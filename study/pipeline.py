@@ -660,7 +660,7 @@ def check_chief_manifest(run: RunFolder, config: StudyConfig, fingerprint: str,
     path = run.root / "manifest.json"
     digest = config_hash(config)
     start = time.monotonic()
-    said = None  # the last wait reported in the log
+    reported = None  # the last kind of wait written to the log
     while True:
         recorded = json.loads(path.read_text()) if path.exists() else None
         if recorded and recorded.get("config_hash") == digest and \
@@ -674,14 +674,14 @@ def check_chief_manifest(run: RunFolder, config: StudyConfig, fingerprint: str,
                 "chief with the same --run-dir, in a folder this worker shares")
         if mismatch and waited > mismatch_wait_s:
             raise RunFolderError(mismatch)
-        if recorded is None and said != "missing":
+        if recorded is None and reported != "missing":
             log.info("waiting up to %.0f s for the chief to record its settings in %s", wait_s,
                      path)
-            said = "missing"
-        elif mismatch and said != "mismatch":
+            reported = "missing"
+        elif mismatch and reported != "mismatch":
             log.warning("%s. Waiting up to %.0f s in case a chief started with --restart "
                         "rewrites %s", mismatch, mismatch_wait_s, path)
-            said = "mismatch"
+            reported = "mismatch"
         time.sleep(MANIFEST_POLL_SECONDS)
 
 
