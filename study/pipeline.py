@@ -489,6 +489,14 @@ def compare_models(run: RunFolder, config: StudyConfig) -> dict:
     return {"models": list(MODELS), **comparison}
 
 
+def load_sample(config: StudyConfig, data_path: str | None):
+    """Load the data set and draw the study's sample; return both, the sample checked trainable."""
+    full = load_dataset(data_path, cache_dir=None)
+    dataset = subsample(full, config.train_images, config.test_images, config.seed)
+    check_trainable(dataset, config.validation_fraction)
+    return full, dataset
+
+
 def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
               out_dir: Path | None, *, force_out: bool = False,
               restart: str | None = None, stages: list[str] | None = None,
@@ -527,9 +535,7 @@ def run_study(config: StudyConfig, data_path: str | None, run_dir: Path,
     timer = StageTimer()
 
     with timer.stage("data"):
-        full = load_dataset(data_path, cache_dir=None)
-        dataset = subsample(full, config.train_images, config.test_images, config.seed)
-        check_trainable(dataset, config.validation_fraction)
+        full, dataset = load_sample(config, data_path)
         fingerprint = data_fingerprint(dataset)
         manifest.check_data(fingerprint)
         manifest.commit(fingerprint)
@@ -625,9 +631,7 @@ def work_for_chief(config: StudyConfig, data_path: str | None, run_dir: Path,
     so its trials belong to the chief's study. It writes no stage record.
     """
     run = RunFolder(run_dir)
-    full = load_dataset(data_path, cache_dir=None)
-    dataset = subsample(full, config.train_images, config.test_images, config.seed)
-    check_trainable(dataset, config.validation_fraction)
+    _, dataset = load_sample(config, data_path)
     check_chief_manifest(run, config, data_fingerprint(dataset), data_path)
 
     from study.training import PreparedData, search_for_chief

@@ -35,13 +35,13 @@ TRIALS = hyperband_trial_count(2, 2)  # the smoke preset's schedule: max_epochs 
 # ---- Roles and addresses ------------------------------------------------------------
 
 
-def test_no_role_and_no_variables_is_one_process():
+def test_default_role_is_single():
     cluster = resolve_cluster(None, None, None, environ={})
     assert (cluster.role, cluster.tuner_id) == ("single", "tuner0")
     assert cluster.address("cnn") == DEFAULT_ADDRESS
 
 
-def test_chief_serves_vit_search_on_the_next_port():
+def test_vit_search_uses_next_port():
     cluster = resolve_cluster("chief", "0.0.0.0:7000", None, environ={})
     assert (cluster.address("cnn"), cluster.address("vit")) == ("0.0.0.0:7000", "0.0.0.0:7001")
 
@@ -57,7 +57,7 @@ def test_keras_tuner_variables_make_a_chief():
     assert resolve_cluster(None, None, None, environ=environ).role == "chief"
 
 
-def test_variables_without_a_port_are_refused():
+def test_variables_without_port_rejected():
     with pytest.raises(ClusterError, match="KERASTUNER_ORACLE_PORT"):
         resolve_cluster(None, None, None, environ={ENV_IP: "10.0.0.2", ENV_ID: "w"})
 
@@ -67,7 +67,7 @@ def test_flags_override_the_variables():
     assert resolve_cluster("single", None, None, environ=environ).role == "single"
 
 
-def test_role_flag_keeps_the_address_and_id_variables():
+def test_role_flag_keeps_address_variables():
     environ = {ENV_ID: "gpu-1", ENV_IP: "10.0.0.2", ENV_PORT: "6000"}
     cluster = resolve_cluster("worker", None, None, environ=environ)
     assert (cluster.host, cluster.port, cluster.worker_id) == ("10.0.0.2", 6000, "gpu-1")
@@ -91,7 +91,7 @@ def test_bad_address_names_the_value(address):
 
 
 @pytest.mark.parametrize("worker_id", ["chief-2", "tuner0", "a b", "w/1", ""])
-def test_worker_id_that_cannot_work_is_refused(worker_id):
+def test_invalid_worker_id_rejected(worker_id):
     with pytest.raises(ClusterError, match="worker id"):
         resolve_cluster("worker", None, worker_id, environ={})
 
@@ -101,18 +101,18 @@ def test_worker_id_needs_the_worker_role():
         resolve_cluster("chief", None, "w1", environ={})
 
 
-def test_worker_without_id_gets_host_and_process():
+def test_default_worker_id_names_host():
     cluster = resolve_cluster("worker", None, None, environ={})
     assert cluster.worker_id.startswith("worker-")
     assert cluster.worker_id.endswith(f"-{os.getpid()}")
 
 
-def test_worker_timeout_shorter_than_two_heartbeats_is_refused():
+def test_short_worker_timeout_rejected():
     with pytest.raises(ClusterError, match="--worker-timeout"):
         resolve_cluster("chief", None, None, 4.0, environ={})
 
 
-def test_environment_is_set_for_one_search_and_restored(monkeypatch):
+def test_environment_set_then_restored(monkeypatch):
     monkeypatch.setenv(ENV_IP, "left-by-the-user")
     cluster = Cluster("worker", "127.0.0.1", 7000, "w1")
     with cluster.environment("vit"):
@@ -223,7 +223,7 @@ def _work(client, tuner_id: str, score: float) -> list[str]:
         done.append(trial.trial_id)
 
 
-def test_chief_gives_a_dead_workers_trial_to_another(tmp_path, monkeypatch):
+def test_dead_worker_trial_rerun(tmp_path, monkeypatch):
     from study.distributed import serve_search
 
     oracle = _oracle(tmp_path)
@@ -271,7 +271,7 @@ def test_heartbeat_keeps_a_slow_worker(tmp_path, monkeypatch):
     assert len(oracle.trials) == TRIALS
 
 
-def test_second_chief_on_the_same_port_is_refused(tmp_path):
+def test_second_chief_port_rejected(tmp_path):
     from study.distributed import serve_search
 
     address = f"127.0.0.1:{_free_port()}"
@@ -305,13 +305,13 @@ def _manifest(run_dir: Path, config, fingerprint: str) -> RunFolder:
     return RunFolder(run_dir)
 
 
-def test_worker_with_the_chiefs_settings_and_data_passes(tmp_path):
+def test_matching_worker_passes_manifest_check(tmp_path):
     config = build_config("smoke")
     run = _manifest(tmp_path / "run", config, "abc")
     check_chief_manifest(run, config, "abc", "data.tar.gz", wait_s=0, mismatch_wait_s=0)
 
 
-def test_worker_with_other_settings_is_refused(tmp_path):
+def test_worker_settings_mismatch_rejected(tmp_path):
     chief = build_config("smoke")
     run = _manifest(tmp_path / "run", chief, "abc")
     worker = build_config("smoke", seed=7)
@@ -320,7 +320,7 @@ def test_worker_with_other_settings_is_refused(tmp_path):
         check_chief_manifest(run, worker, "abc", None, wait_s=0, mismatch_wait_s=0)
 
 
-def test_worker_with_other_data_names_both_fingerprints(tmp_path):
+def test_worker_data_mismatch_rejected(tmp_path):
     config = build_config("smoke")
     run = _manifest(tmp_path / "run", config, "abc")
     with pytest.raises(RunFolderError, match="fingerprint def from mine.tar.gz.*abc from "
@@ -376,7 +376,7 @@ def test_both_workers_ran_trials_of_both_searches(cluster_run):
             assert runs, f"{worker} ran no {model} trial"
 
 
-def test_trial_count_equals_a_single_process_run(cluster_run, smoke_run):
+def test_trial_count_matches_single_process(cluster_run, smoke_run):
     single = smoke_run[2]["models"]
     results = json.loads((cluster_run / "site" / "results.json").read_text())
     for model in ("cnn", "vit"):
